@@ -1,0 +1,304 @@
+"""The asyncio shell around one :class:`~hean.exchange.bybit.protocol.session.Session`.
+
+It moves bytes and reads the clock; the session decides everything else. Data path: picows calls
+:meth:`_Listener.on_ws_frame` synchronously for every frame of a socket read; the frame's payload
+goes straight to ``session.receive`` (no queue, no task switch). ``now`` is read once per socket
+read, not once per frame: frames of one read arrived together.
+
+One driver task per connection sleeps until the session's next deadline (ping due, pong late,
+reconnect due, ack late) or until woken, then calls ``session.tick``. Opening a connection runs
+in its own task so a slow handshake never blocks anything.
+
+Why picows: it parses WebSocket frames in C and hands us whole frames in a synchronous callback,
+at a fraction of the per-message cost of pure-Python libraries (docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import picows
+from picows import WSFrame, WSListener, WSMsgType, WSTransport
+
+from hean.core.clock import Clock
+from hean.core.events import EventType
+from hean.core.lifecycle import ConnectionState
+from hean.exchange.bybit.protocol.session import Action, Close, Connect, Emit, Send, Session
+
+__all__ = ["WsConnection"]
+
+log = logging.getLogger("hean.transport")
+
+DEFAULT_MAX_MESSAGE = 8 * 1024 * 1024
+"""Largest accepted message. The biggest Bybit frame we subscribe to (orderbook.1000 snapshot)
+is well under 1 MiB; 8 MiB leaves headroom without letting a hostile peer exhaust memory."""
+
+
+class _Listener(WSListener):
+    __slots__ = ("close_code", "conn", "fragments")
+
+    def __init__(self, conn: WsConnection) -> None:
+        self.conn = conn
+        self.close_code: int | None = None
+        self.fragments: bytearray | None = None
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        conn = self.conn
+        now = conn._read_now
+        if now is None:
+            now = conn._read_now = conn._monotonic()
+        msg_type = frame.msg_type
+        if msg_type is WSMsgType.TEXT and frame.fin:
+            actions = conn.session.receive(frame.get_payload_as_bytes(), now)
+            if actions:
+                conn.run_actions(actions)
+        else:
+            self._other_frame(transport, frame, msg_type, now)
+        if frame.last_in_buffer:
+            conn._read_now = None
+
+    def _other_frame(
+        self, transport: WSTransport, frame: WSFrame, msg_type: WSMsgType, now: float
+    ) -> None:
+        conn = self.conn
+        if msg_type is WSMsgType.PING:
+            transport.send_pong(frame.get_payload_as_bytes())
+        elif msg_type is WSMsgType.CLOSE:
+            code = frame.get_close_code()
+            self.close_code = int(code.value)
+            if not transport.is_close_frame_sent:
+                transport.send_close(code)
+            transport.disconnect()
+        elif msg_type is WSMsgType.TEXT or msg_type is WSMsgType.CONTINUATION:
+            # A fragmented message (Bybit does not fragment, but the RFC allows it).
+            if msg_type is WSMsgType.TEXT:
+                self.fragments = bytearray()
+            if self.fragments is None:
+                conn.session.stats.decode_errors += 1
+                return
+            self.fragments += frame.get_payload_as_bytes()
+            if len(self.fragments) > conn.max_message_size:
+                self.fragments = None
+                conn.session.stats.decode_errors += 1
+                log.warning("%s: fragmented message over the size limit dropped", conn.name)
+                return
+            if frame.fin:
+                payload, self.fragments = bytes(self.fragments), None
+                actions = conn.session.receive(payload, now)
+                if actions:
+                    conn.run_actions(actions)
+        elif msg_type is WSMsgType.BINARY:
+            conn.session.stats.decode_errors += 1
+            log.debug("%s: unexpected binary frame dropped", conn.name)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        code = self.close_code
+        reason = f"server_close:{code if code is not None else 1006}"
+        self.conn._on_disconnected(self, reason)
+
+
+class WsConnection:
+    """Runs one session over picows.
+
+    Args:
+        session: the protocol state machine.
+        publish: where session events go (usually ``EventBus.publish``).
+        clock: time source.
+        connect_timeout: seconds for TCP + TLS + WebSocket handshake.
+        close_timeout: seconds a graceful close may take before the socket is dropped.
+        max_message_size: frames (and reassembled messages) above this are refused.
+        ssl_context: for ``wss://`` URLs; default is a verifying context
+            (:func:`ssl.create_default_context`). Certificates are always verified.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        publish: Callable[[EventType, Any], None],
+        clock: Clock,
+        *,
+        connect_timeout: float = 10.0,
+        close_timeout: float = 2.0,
+        max_message_size: int = DEFAULT_MAX_MESSAGE,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.session = session
+        self.name = session.config.name
+        self.publish = publish
+        self.clock = clock
+        self._monotonic = clock.monotonic
+        self.connect_timeout = connect_timeout
+        self.close_timeout = close_timeout
+        self.max_message_size = max_message_size
+        self.ssl_context = ssl_context
+        self.transport: WSTransport | None = None
+        self._listener: _Listener | None = None
+        self._read_now: float | None = None
+        self._wake = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._driver: asyncio.Task[None] | None = None
+        self._connect_task: asyncio.Task[None] | None = None
+        self._abort_handle: asyncio.TimerHandle | None = None
+
+    # -- control ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start connecting (returns at once; watch the session state or events)."""
+        if self._driver is not None and not self._driver.done():
+            return
+        self._closed.clear()
+        self.run_actions(self.session.start(self._monotonic()))
+        self._driver = asyncio.get_running_loop().create_task(
+            self._drive(), name=f"hean-{self.name}"
+        )
+
+    async def stop(self) -> None:
+        """Close for good; returns when the connection is closed. Wins over any reconnect."""
+        self.run_actions(self.session.stop(self._monotonic()))
+        if self._connect_task is not None and not self._connect_task.done():
+            self._connect_task.cancel()
+        try:
+            await asyncio.wait_for(self._closed.wait(), self.close_timeout + 1.0)
+        except TimeoutError:
+            log.warning("%s: close did not complete; dropping the socket", self.name)
+            if self.transport is not None:
+                self.transport.disconnect(graceful=False)
+        if self._driver is not None:
+            self._driver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._driver
+            self._driver = None
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def run_actions(self, actions: list[Action]) -> None:
+        """Carry out what the session asked for."""
+        for action in actions:
+            if isinstance(action, Send):
+                transport = self.transport
+                if transport is not None and not transport.is_disconnected:
+                    transport.send(WSMsgType.TEXT, action.payload)
+            elif isinstance(action, Emit):
+                self.publish(action.event_type, action.event)
+            elif isinstance(action, Connect):
+                self._connect_task = asyncio.get_running_loop().create_task(
+                    self._connect(action.url), name=f"hean-connect-{self.name}"
+                )
+            elif isinstance(action, Close):
+                self._close(action)
+        self._wake.set()
+
+    def _close(self, action: Close) -> None:
+        transport = self.transport
+        if transport is None or transport.is_disconnected:
+            return
+        if action.abort:
+            transport.disconnect(graceful=False)
+            return
+        if not transport.is_close_frame_sent:
+            transport.send_close(picows.WSCloseCode(action.code), action.reason.encode())
+        transport.disconnect(graceful=True)
+        # A peer that never finishes the close handshake must not keep us waiting.
+        self._abort_handle = asyncio.get_running_loop().call_later(
+            self.close_timeout, transport.disconnect, False
+        )
+
+    # -- connection -------------------------------------------------------------------------
+
+    async def _connect(self, url: str) -> None:
+        retry_after: float | None = None
+        try:
+            transport, listener = await asyncio.wait_for(
+                picows.ws_connect(
+                    lambda: _Listener(self),
+                    url,
+                    ssl_context=self._ssl_for(url),
+                    websocket_handshake_timeout=self.connect_timeout,
+                    enable_auto_pong=False,  # we answer PING frames ourselves (one code path)
+                    max_frame_size=self.max_message_size,
+                    logger_name="hean.client",
+                ),
+                self.connect_timeout,
+            )
+        except asyncio.CancelledError:
+            self.run_actions(self.session.connect_failed("stop", self._monotonic()))
+            raise
+        except picows.WSInvalidStatusError as exc:
+            status, retry_after = _status_of(exc)
+            reason = f"http_{status}"
+        except TimeoutError:
+            reason = "connect_timeout"
+        except socket.gaierror:
+            reason = "dns"
+        except ConnectionRefusedError:
+            reason = "connect_refused"
+        except ssl.SSLError as exc:
+            reason = "tls_error"
+            log.error("%s: TLS failure connecting to %s: %s", self.name, url, exc)
+        except (OSError, picows.WSError) as exc:
+            reason = "connect_failed"
+            log.debug("%s: connect to %s failed: %r", self.name, url, exc)
+        else:
+            self.transport = transport
+            assert isinstance(listener, _Listener)
+            self._listener = listener
+            self.run_actions(self.session.connected(self._monotonic()))
+            return
+        log.warning("%s: cannot connect to %s (%s)", self.name, url, reason)
+        self.run_actions(self.session.connect_failed(reason, self._monotonic(), retry_after))
+
+    def _ssl_for(self, url: str) -> ssl.SSLContext | None:
+        if not url.startswith("wss://"):
+            return None
+        if self.ssl_context is None:
+            self.ssl_context = ssl.create_default_context()
+        return self.ssl_context
+
+    def _on_disconnected(self, listener: _Listener, reason: str) -> None:
+        if listener is not self._listener:
+            return
+        self.transport = None
+        self._listener = None
+        self._read_now = None
+        if self._abort_handle is not None:
+            self._abort_handle.cancel()
+            self._abort_handle = None
+        self.run_actions(self.session.disconnected(reason, self._monotonic()))
+
+    # -- timers -----------------------------------------------------------------------------
+
+    async def _drive(self) -> None:
+        session = self.session
+        try:
+            while session.state is not ConnectionState.CLOSED:
+                deadline = session.next_deadline()
+                self._wake.clear()
+                if deadline is None:
+                    await self._wake.wait()
+                else:
+                    delay = deadline - self._monotonic()
+                    if delay > 0:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), delay)
+                self.run_actions(session.tick(self._monotonic()))
+        finally:
+            self._closed.set()
+
+
+def _status_of(exc: picows.WSInvalidStatusError) -> tuple[int, float | None]:
+    response = getattr(exc, "response", None)
+    status = int(getattr(getattr(response, "status", 0), "value", 0) or 0)
+    retry_after: float | None = None
+    headers = getattr(response, "headers", None)
+    if headers is not None:
+        raw = headers.get("Retry-After")
+        if raw is not None:
+            with contextlib.suppress(ValueError):
+                retry_after = float(raw)
+    return status, retry_after

@@ -1,0 +1,321 @@
+"""``BybitPublicWebSocket``: one public Bybit V5 connection with merged tickers.
+
+Usage::
+
+    bus = EventBus()
+    await bus.start()
+    ws = BybitPublicWebSocket(bus, category="linear", testnet=True)
+    bus.subscribe(EventType.TICK, on_tick)
+    await ws.connect()
+    await ws.subscribe_tickers(["BTCUSDT", "ETHUSDT"])
+    ...
+    ws.ticker("BTCUSDT")      # the merged state
+    ws.stats                  # state, reconnects, messages, last-message age, ping RTT
+    await ws.disconnect()
+
+The connection pings every ``ping_interval`` seconds and declares the link dead when a pong is
+``pong_timeout`` late; it then reconnects with jittered backoff (and a circuit breaker) and
+resubscribes every topic. ``disconnect()`` always wins over a pending reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from hean.core.clock import Clock, SystemClock
+from hean.core.events import EventType, TickEvent
+from hean.core.lifecycle import ConnectionState
+from hean.exchange.bybit.endpoints import max_args_per_request, public_url, validate_category
+from hean.exchange.bybit.protocol.backoff import BackoffPolicy
+from hean.exchange.bybit.protocol.codec import Frame
+from hean.exchange.bybit.protocol.heartbeat import HeartbeatPolicy
+from hean.exchange.bybit.protocol.session import Session, SessionConfig
+from hean.exchange.bybit.state.tickers import TickerCache, TickerState
+from hean.exchange.bybit.transport import DEFAULT_MAX_MESSAGE, WsConnection
+
+__all__ = ["BybitPublicWebSocket", "ConnectError", "ConnectionStats", "EventSink"]
+
+
+class EventSink(Protocol):
+    """Anything with ``publish(event_type, event)``, e.g. :class:`hean.EventBus`."""
+
+    def publish(self, event_type: EventType, event: Any) -> None: ...
+
+
+class ConnectError(ConnectionError):
+    """The connection could not be made live within the time allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStats:
+    """A snapshot of one connection's health."""
+
+    name: str
+    url: str
+    state: ConnectionState
+    connects: int
+    reconnects: int
+    messages: int
+    data_messages: int
+    decode_errors: int
+    data_errors: int
+    unexpected_topics: int
+    last_message_age: float | None
+    """Seconds since the last frame of any kind (``None`` before the first)."""
+    ping_rtt: float | None
+    """Last JSON ping round-trip time in seconds."""
+    pings_sent: int
+    pongs_received: int
+    uptime: float | None
+    """Seconds the current connection has been live."""
+    last_disconnect_reason: str
+    disconnect_reasons: dict[str, int] = field(default_factory=dict)
+    breaker_state: str = "closed"
+    topics: dict[str, str] = field(default_factory=dict)
+    """Every wanted topic and its status (pending / confirmed / rejected)."""
+
+
+class BybitPublicWebSocket:
+    """A public market-data connection (spot, linear, inverse or option).
+
+    Args:
+        bus: where events go (``TICK``, ``CONNECTION_STATE``, ``SUBSCRIPTION``).
+        category: ``spot``, ``linear``, ``inverse`` or ``option``.
+        testnet: use the testnet host (ignored when ``url`` is given).
+        url: any endpoint URL (mainnet, regional hosts, the emulator).
+        clock: time source (inject a fake in tests).
+        ping_interval: seconds between JSON pings (Bybit recommends 20).
+        pong_timeout: seconds a pong may be late before the link is declared dead.
+        backoff: reconnect timing and circuit breaker settings.
+        connect_timeout: seconds for the whole opening handshake.
+        ack_timeout: seconds a subscribe may wait for its ack before a TIMEOUT event.
+        max_message_size: largest accepted message in bytes.
+        ssl_context: TLS settings for ``wss://`` (always verifying; pass one with your own CA).
+        name: label for logs/events/metrics (default ``public/<category>``).
+        rng: random source for jitter.
+    """
+
+    def __init__(
+        self,
+        bus: EventSink,
+        category: str = "linear",
+        *,
+        testnet: bool = True,
+        url: str | None = None,
+        clock: Clock | None = None,
+        ping_interval: float = 20.0,
+        pong_timeout: float = 10.0,
+        backoff: BackoffPolicy | None = None,
+        connect_timeout: float = 10.0,
+        ack_timeout: float = 10.0,
+        max_message_size: int = DEFAULT_MAX_MESSAGE,
+        ssl_context: ssl.SSLContext | None = None,
+        name: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.category = validate_category(category)
+        self.url = url if url is not None else public_url(category, testnet=testnet)
+        if not self.url.startswith(("ws://", "wss://")):
+            raise ValueError(f"url must start with ws:// or wss://, got {self.url!r}")
+        self.bus = bus
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        config = SessionConfig(
+            name=name or f"public/{category}",
+            url=self.url,
+            heartbeat=HeartbeatPolicy(ping_interval, pong_timeout),
+            backoff=backoff if backoff is not None else BackoffPolicy(),
+            ack_timeout=ack_timeout,
+            max_args_per_request=max_args_per_request(category),
+        )
+        self.session = Session(config, self._on_data, rng=rng)
+        self.connection = WsConnection(
+            self.session,
+            self._publish_control,
+            self.clock,
+            connect_timeout=connect_timeout,
+            max_message_size=max_message_size,
+            ssl_context=ssl_context,
+        )
+        self.tickers = TickerCache(category)
+        self.unexpected_topics = 0
+        self._publish = bus.publish
+        self._routes: dict[str, Callable[[Frame, float], None]] = {}
+        self._wall_offset = 0.0
+        self._live = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return self.session.config.name
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.session.state
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def connect(self, timeout: float | None = None) -> None:
+        """Connect and wait until live.
+
+        Args:
+            timeout: give up after this many seconds: the connection is stopped and
+                :class:`ConnectError` raised with the last failure reason. ``None`` waits (and
+                keeps retrying with backoff) for as long as it takes.
+        """
+        self._sync_wall_clock()
+        self.connection.start()
+        try:
+            await asyncio.wait_for(self._live.wait(), timeout)
+        except TimeoutError:
+            reason = self.session.stats.last_disconnect_reason or "no answer"
+            attempts = self.session.stats.reconnects + 1
+            await self.disconnect()
+            raise ConnectError(
+                f"could not connect to {self.url} within {timeout:g}s "
+                f"({attempts} attempt(s), last failure: {reason})"
+            ) from None
+
+    async def disconnect(self) -> None:
+        """Close the connection for good (wins over any pending reconnect)."""
+        await self.connection.stop()
+        self._live.clear()
+
+    async def wait_live(self, timeout: float | None = None) -> None:
+        """Wait until the connection is live (raises ``TimeoutError``)."""
+        await asyncio.wait_for(self._live.wait(), timeout)
+
+    # -- subscriptions ----------------------------------------------------------------------
+
+    async def subscribe_tickers(self, symbols: Iterable[str]) -> None:
+        """Subscribe ``tickers.<symbol>`` for each symbol (resubscribed after every reconnect)."""
+        self.subscribe([f"tickers.{s}" for s in _symbols(symbols)])
+
+    async def unsubscribe_tickers(self, symbols: Iterable[str]) -> None:
+        self.unsubscribe([f"tickers.{s}" for s in _symbols(symbols)])
+
+    def subscribe(self, topics: Iterable[str]) -> None:
+        """Subscribe raw topics (sent now if live, otherwise on connect)."""
+        self.connection.run_actions(self.session.subscribe(list(topics), self.clock.monotonic()))
+
+    def unsubscribe(self, topics: Iterable[str]) -> None:
+        self.connection.run_actions(
+            self.session.unsubscribe(list(topics), self.clock.monotonic())
+        )
+
+    async def wait_subscribed(self, topics: Iterable[str], timeout: float = 10.0) -> dict[str, str]:
+        """Wait until each topic is confirmed or rejected; returns topic -> status."""
+        wanted = list(topics)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            statuses = {t: str(self.session.subscriptions.status(t)) for t in wanted}
+            if all(s in ("confirmed", "rejected") for s in statuses.values()):
+                return statuses
+            if loop.time() >= deadline:
+                raise TimeoutError(f"subscriptions not answered within {timeout:g}s: {statuses}")
+            await asyncio.sleep(0.01)
+
+    # -- state ------------------------------------------------------------------------------
+
+    def ticker(self, symbol: str) -> TickerState | None:
+        """The merged ticker of ``symbol`` (``None`` before its first message)."""
+        return self.tickers.get(symbol)
+
+    @property
+    def stats(self) -> ConnectionStats:
+        s = self.session.stats
+        now = self.clock.monotonic()
+        hb = self.session.heartbeat
+        return ConnectionStats(
+            name=self.name,
+            url=self.url,
+            state=self.session.state,
+            connects=s.connects,
+            reconnects=s.reconnects,
+            messages=s.messages,
+            data_messages=s.data_messages,
+            decode_errors=s.decode_errors,
+            data_errors=s.data_errors,
+            unexpected_topics=self.unexpected_topics,
+            last_message_age=None if s.last_message_at is None else now - s.last_message_at,
+            ping_rtt=hb.rtt,
+            pings_sent=hb.pings_sent,
+            pongs_received=hb.pongs_received,
+            uptime=None if s.live_since is None else now - s.live_since,
+            last_disconnect_reason=s.last_disconnect_reason,
+            disconnect_reasons=dict(s.disconnect_reasons),
+            breaker_state=self.session.breaker.state.value,
+            topics={t: st.value for t, st in self.session.subscriptions.topics.items()},
+        )
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _sync_wall_clock(self) -> None:
+        # Wall time is derived from the monotonic reading of each socket read plus this offset,
+        # so the hot path makes no extra clock call. Refreshed on every state change.
+        self._wall_offset = self.clock.wall_ms() / 1000.0 - self.clock.monotonic()
+
+    def _publish_control(self, event_type: EventType, event: Any) -> None:
+        if event_type is EventType.CONNECTION_STATE:
+            self._sync_wall_clock()
+            if event.new is ConnectionState.LIVE:
+                self.tickers.reset_all()
+                self._live.set()
+            else:
+                self._live.clear()
+        self._publish(event_type, event)
+
+    def _on_data(self, frame: Frame, now: float) -> None:
+        topic: str = frame.topic  # type: ignore[assignment]  # data frames have a topic
+        handler = self._routes.get(topic)
+        if handler is None:
+            handler = self._route(topic)
+        handler(frame, now)
+
+    def _route(self, topic: str) -> Callable[[Frame, float], None]:
+        if topic.startswith("tickers.") and topic in self.session.subscriptions.topics:
+            handler: Callable[[Frame, float], None] = self._on_ticker
+            self._routes[topic] = handler
+            return handler
+        return self._on_unexpected
+
+    def _on_unexpected(self, frame: Frame, now: float) -> None:
+        self.unexpected_topics += 1
+
+    def _on_ticker(self, frame: Frame, now: float) -> None:
+        state, needs_resync = self.tickers.apply(frame, now)
+        if needs_resync:
+            self.connection.run_actions(
+                self.session.resync(state.topic, "ticker delta before snapshot", now)
+            )
+        self._publish(
+            EventType.TICK,
+            TickEvent(
+                state.symbol,
+                self.category,
+                state.last_price,
+                state.bid,
+                state.ask,
+                state.exchange_ts,
+                now,
+                int((now + self._wall_offset) * 1000.0),
+                frame.type != "delta",
+                state,
+            ),
+        )
+
+
+def _symbols(symbols: Iterable[str]) -> list[str]:
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    out = []
+    for symbol in symbols:
+        symbol = symbol.strip()
+        if not symbol:
+            raise ValueError("empty symbol")
+        out.append(symbol)
+    return out
