@@ -162,7 +162,7 @@ def test_ack_timeout_reported_once() -> None:
 
 
 def test_bad_frames_are_counted_and_dropped() -> None:
-    session, data = make()
+    session, _ = make()
     session.start(0.0)
     session.connected(0.0)
     for payload in [b"garbage", b"", b"[1]", b'{"topic": 3}']:
