@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -142,9 +142,9 @@ class BybitPublicWebSocket:
             ssl_context=ssl_context,
         )
         self.tickers = TickerCache(category)
+        self._apply_ticker = self.tickers.apply
         self.unexpected_topics = 0
         self._publish = bus.publish
-        self._routes: dict[str, Callable[[Frame, float], None]] = {}
         self._wall_offset = 0.0
         self._live = asyncio.Event()
 
@@ -237,7 +237,7 @@ class BybitPublicWebSocket:
             connects=s.connects,
             reconnects=s.reconnects,
             messages=s.messages,
-            data_messages=s.data_messages,
+            data_messages=s.messages - s.control_messages,
             decode_errors=s.decode_errors,
             data_errors=s.data_errors,
             unexpected_topics=self.unexpected_topics,
@@ -270,25 +270,18 @@ class BybitPublicWebSocket:
         self._publish(event_type, event)
 
     def _on_data(self, frame: Frame, now: float) -> None:
+        """Frames for topics without a registered route: route them, or count and drop."""
         topic: str = frame.topic  # type: ignore[assignment]  # data frames have a topic
-        handler = self._routes.get(topic)
-        if handler is None:
-            handler = self._route(topic)
-        handler(frame, now)
-
-    def _route(self, topic: str) -> Callable[[Frame, float], None]:
         if topic.startswith("tickers.") and topic in self.session.subscriptions.topics:
-            handler: Callable[[Frame, float], None] = self._on_ticker
-            self._routes[topic] = handler
-            return handler
-        return self._on_unexpected
-
-    def _on_unexpected(self, frame: Frame, now: float) -> None:
-        self.unexpected_topics += 1
+            self.session.routes[topic] = self._on_ticker
+            self._on_ticker(frame, now)
+        else:
+            self.unexpected_topics += 1
 
     def _on_ticker(self, frame: Frame, now: float) -> None:
-        state, needs_resync = self.tickers.apply(frame, now)
-        if needs_resync:
+        state = self._apply_ticker(frame, now)
+        if state.needs_resync:
+            state.needs_resync = False
             self.connection.run_actions(
                 self.session.resync(state.topic, "ticker delta before snapshot", now)
             )

@@ -12,8 +12,8 @@ from tests.conftest import example, example_bytes
 def test_snapshot_then_partial_deltas_merge_without_a_price() -> None:
     cache = TickerCache("linear")
     snap = example("tickers_linear_snapshot")
-    state, resync = cache.apply(decode(example_bytes("tickers_linear_snapshot")), 1.0)
-    assert not resync and state.has_snapshot
+    state = cache.apply(decode(example_bytes("tickers_linear_snapshot")), 1.0)
+    assert not state.needs_resync and state.has_snapshot
     assert state.fields == snap["data"]
     assert state.last_price == float(snap["data"]["lastPrice"])
     assert state.bid == float(snap["data"]["bid1Price"])
@@ -25,8 +25,8 @@ def test_snapshot_then_partial_deltas_merge_without_a_price() -> None:
         "ts": 5,
         "data": {"symbol": "BTCUSDT", "markPrice": "1.5", "ask1Price": "66667.00"},
     }
-    state, resync = cache.apply(decode(json.dumps(delta)), 2.0)
-    assert not resync
+    state = cache.apply(decode(json.dumps(delta)), 2.0)
+    assert not state.needs_resync
     assert state.get("markPrice") == "1.5"
     assert state.get("lastPrice") == snap["data"]["lastPrice"]  # unchanged, kept
     assert state.ask == 66667.0 and state.last_price == float(snap["data"]["lastPrice"])
@@ -41,7 +41,7 @@ def test_snapshot_marks_only_changed_fields_as_changed() -> None:
     cache.apply(decode(example_bytes("tickers_linear_snapshot")), 1.0)
     snap = example("tickers_linear_snapshot")
     snap["data"]["markPrice"] = "1.0"
-    state, _ = cache.apply(decode(json.dumps(snap)), 5.0)
+    state = cache.apply(decode(json.dumps(snap)), 5.0)
     assert state.field_times["markPrice"] == 5.0
     assert state.field_times["lastPrice"] == 1.0
 
@@ -49,27 +49,28 @@ def test_snapshot_marks_only_changed_fields_as_changed() -> None:
 def test_delta_before_snapshot_is_merged_and_asks_for_one_resync() -> None:
     cache = TickerCache("linear")
     frame = decode(example_bytes("tickers_linear_delta"))
-    state, resync = cache.apply(frame, 1.0)
-    assert resync and not state.has_snapshot
+    state = cache.apply(frame, 1.0)
+    assert state.needs_resync and not state.has_snapshot
+    state.needs_resync = False  # the caller resubscribes and clears it
     assert state.get("markPrice") == example("tickers_linear_delta")["data"]["markPrice"]
-    _, resync = cache.apply(frame, 1.1)
-    assert not resync  # asked once, not per delta
+    state = cache.apply(frame, 1.1)
+    assert not state.needs_resync  # asked once, not per delta
     cache.apply(decode(example_bytes("tickers_linear_snapshot")), 1.2)
     cache.reset("tickers.BTCUSDT")
-    _, resync = cache.apply(frame, 1.3)
-    assert resync
+    state = cache.apply(frame, 1.3)
+    assert state.needs_resync
 
 
 def test_spot_snapshot_only_has_no_bid_ask() -> None:
     cache = TickerCache("spot")
-    state, _ = cache.apply(decode(example_bytes("tickers_spot")), 1.0)
+    state = cache.apply(decode(example_bytes("tickers_spot")), 1.0)
     assert state.last_price == float(example("tickers_spot")["data"]["lastPrice"])
     assert state.bid is None and state.ask is None
 
 
 def test_option_bid_ask_keys() -> None:
     cache = TickerCache("option")
-    state, _ = cache.apply(decode(example_bytes("tickers_option")), 1.0)
+    state = cache.apply(decode(example_bytes("tickers_option")), 1.0)
     data = example("tickers_option")["data"]
     assert state.bid == float(data["bidPrice"]) and state.ask == float(data["askPrice"])
 
@@ -80,7 +81,7 @@ def test_bad_values_do_not_raise_and_bad_shapes_do() -> None:
         b'{"topic":"tickers.X","type":"snapshot","ts":1,'
         b'"data":{"symbol":"X","lastPrice":"","bid1Price":null}}'
     )
-    state, _ = cache.apply(frame, 1.0)
+    state = cache.apply(frame, 1.0)
     assert state.last_price is None and state.bid is None
     with pytest.raises(ValueError):
         cache.apply(decode(b'{"topic":"tickers.X","type":"delta","data":[1]}'), 1.0)

@@ -125,7 +125,8 @@ class SessionStats:
 
     messages: int = 0
     """Frames decoded (data and control)."""
-    data_messages: int = 0
+    control_messages: int = 0
+    """Decoded frames without a topic (pongs, acks, errors)."""
     decode_errors: int = 0
     data_errors: int = 0
     """Data frames whose handler raised (bad content); dropped."""
@@ -161,6 +162,8 @@ class Session:
     ) -> None:
         self.config = config
         self.on_data = on_data
+        self.routes: dict[str, Callable[[Frame, float], None]] = {}
+        """Per-topic data handlers (the fast path); topics not here go to ``on_data``."""
         self.on_control: Callable[[Frame, FrameKind, float], None] | None = None
         """Optional hook for control frames this class does not handle (auth, trade acks)."""
         self.lifecycle = Lifecycle(config.name, log, self._on_transition)
@@ -288,8 +291,9 @@ class Session:
         counts = self.stats.disconnect_reasons
         counts[reason] = counts.get(reason, 0) + 1
         log.warning(
-            "%s lost (%s): reconnecting in %.2fs (attempt %d)",
+            "%s %s (%s): reconnecting in %.2fs (attempt %d)",
             self.config.name,
+            "connect failed" if self.state is S.CONNECTING else "connection lost",
             reason,
             at - now,
             self.backoff.attempts,
@@ -354,7 +358,12 @@ class Session:
     # -- frames -----------------------------------------------------------------------------
 
     def receive(self, payload: bytes | str, now: float) -> list[Action] | None:
-        """A text frame arrived. Returns actions, or ``None`` when there is nothing to do."""
+        """A text frame arrived. Returns actions, or ``None`` when there is nothing to do.
+
+        Data frames go to ``routes[topic]`` when the owner registered a handler for the topic,
+        else to ``on_data`` (which may register one). Either may raise on bad content: the
+        frame is then counted as a data error and dropped, and the connection carries on.
+        """
         try:
             frame = decode(payload)
         except (msgspec.DecodeError, UnicodeDecodeError):
@@ -364,14 +373,19 @@ class Session:
         stats = self.stats
         stats.messages += 1
         stats.last_message_at = now
-        if frame.topic is not None:
-            stats.data_messages += 1
+        topic = frame.topic
+        if topic is not None:
+            handler = self.routes.get(topic)
             try:
-                self.on_data(frame, now)
+                if handler is None:
+                    self.on_data(frame, now)
+                else:
+                    handler(frame, now)
             except Exception as exc:
                 stats.data_errors += 1
                 self._log_bad(f"bad data frame ({type(exc).__name__}: {exc})", payload)
         else:
+            stats.control_messages += 1
             self._now = now
             self._on_control(frame, now)
         if self._actions:

@@ -31,13 +31,6 @@ _BID_ASK_KEYS: dict[str, tuple[str | None, str | None]] = {
 }
 
 
-def _to_float(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 class TickerState:
     """The merged ticker of one symbol. Shared with subscribers: treat it as read-only.
 
@@ -61,6 +54,7 @@ class TickerState:
         "fields",
         "has_snapshot",
         "last_price",
+        "needs_resync",
         "resync_requested",
         "snapshots",
         "symbol",
@@ -82,6 +76,7 @@ class TickerState:
         self.updated_at: float | None = None
         self.has_snapshot = False
         self.resync_requested = False
+        self.needs_resync = False
         self.snapshots = 0
         self.deltas = 0
 
@@ -132,28 +127,25 @@ class TickerCache:
             state.has_snapshot = False
             state.resync_requested = False
 
-    def apply(self, frame: Frame, now: float) -> tuple[TickerState, bool]:
-        """Merge one ticker frame.
+    def apply(self, frame: Frame, now: float) -> TickerState:
+        """Merge one ticker frame and return the ticker.
 
-        Returns:
-            ``(state, needs_resync)``; ``needs_resync`` is True once per snapshot-less run of
-            deltas, when the caller should resubscribe the topic.
+        When a delta arrives before any snapshot, the returned state has ``needs_resync`` set
+        (once per snapshot-less run of deltas): the caller should resubscribe the topic and
+        clear the flag.
 
         Raises:
             ValueError: the frame carries no ticker object (counted and dropped by the caller).
         """
+        # Hot path: one call per ticker message. Kept flat on purpose (no helper calls).
         data = frame.data
-        if not isinstance(data, dict):
+        if data.__class__ is not dict:
             raise ValueError("ticker data is not an object")
         topic: str = frame.topic  # type: ignore[assignment]  # data frames always have a topic
         state = self.by_topic.get(topic)
         if state is None:
-            symbol = topic[8:] if topic.startswith("tickers.") else str(data.get("symbol", topic))
-            state = TickerState(topic, symbol, self.category)
-            self.by_topic[topic] = state
-            self.by_symbol[symbol] = state
+            state = self._new_state(topic, data)
         times = state.field_times
-        needs_resync = False
         if frame.type == "delta":
             state.fields.update(data)
             for key in data:
@@ -161,7 +153,7 @@ class TickerCache:
             state.deltas += 1
             if not state.has_snapshot and not state.resync_requested:
                 state.resync_requested = True
-                needs_resync = True
+                state.needs_resync = True
         else:
             old = state.fields
             for key, value in data.items():
@@ -172,18 +164,35 @@ class TickerCache:
             state.resync_requested = False
             state.snapshots += 1
         if "lastPrice" in data:
-            state.last_price = _to_float(data["lastPrice"])
+            try:
+                state.last_price = float(data["lastPrice"])
+            except (TypeError, ValueError):
+                state.last_price = None
         bid_key = self._bid_key
         if bid_key is not None:
             if bid_key in data:
-                state.bid = _to_float(data[bid_key])
+                try:
+                    state.bid = float(data[bid_key])
+                except (TypeError, ValueError):
+                    state.bid = None
             ask_key = self._ask_key
             if ask_key in data:
-                state.ask = _to_float(data[ask_key])
+                try:
+                    state.ask = float(data[ask_key])
+                except (TypeError, ValueError):
+                    state.ask = None
         ts = frame.ts
         if ts is not None:
             state.exchange_ts = ts
-        if frame.cs is not None:
-            state.cs = frame.cs
+        cs = frame.cs
+        if cs is not None:
+            state.cs = cs
         state.updated_at = now
-        return state, needs_resync
+        return state
+
+    def _new_state(self, topic: str, data: dict[str, Any]) -> TickerState:
+        symbol = topic[8:] if topic.startswith("tickers.") else str(data.get("symbol", topic))
+        state = TickerState(topic, symbol, self.category)
+        self.by_topic[topic] = state
+        self.by_symbol[symbol] = state
+        return state

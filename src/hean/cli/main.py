@@ -1,0 +1,202 @@
+"""The ``hean`` command: ``hean monitor`` and ``hean sim``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import math
+import re
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from hean.exchange.bybit.endpoints import CATEGORIES
+
+__all__ = ["build_parser", "main"]
+
+_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9\-_]{1,40}$")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
+def _symbols(text: str) -> list[str]:
+    symbols = [s.strip().upper() for s in text.split(",") if s.strip()]
+    if not symbols:
+        raise argparse.ArgumentTypeError("give at least one symbol, e.g. BTCUSDT,ETHUSDT")
+    bad = [s for s in symbols if not _SYMBOL.match(s)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"not a valid symbol: {', '.join(bad)}")
+    return list(dict.fromkeys(symbols))
+
+
+def _url(text: str) -> str:
+    if not text.startswith(("ws://", "wss://")):
+        raise argparse.ArgumentTypeError(f"URL must start with ws:// or wss://, got {text!r}")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hean", description="HEAN: Bybit V5 WebSocket exchange layer tools."
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level for messages on stderr (default WARNING)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    mon = sub.add_parser(
+        "monitor",
+        help="connect, subscribe tickers, watch tick rates and stability, report",
+        description=(
+            "Connect to Bybit (testnet by default), subscribe tickers, show a live view and end "
+            "with a report. Exit code 0 when stable, 1 when not, 2 when it cannot connect."
+        ),
+    )
+    where = mon.add_mutually_exclusive_group()
+    where.add_argument("--testnet", action="store_true", help="Bybit testnet (the default)")
+    where.add_argument("--mainnet", action="store_true", help="Bybit mainnet")
+    where.add_argument("--url", type=_url, help="any endpoint URL (regional host, emulator)")
+    where.add_argument("--sim", action="store_true", help="start the built-in emulator in-process")
+    mon.add_argument("--category", default="linear", choices=CATEGORIES)
+    mon.add_argument(
+        "--symbols",
+        type=_symbols,
+        default=["BTCUSDT", "ETHUSDT", "SOLUSDT"],
+        help="comma-separated symbols (default BTCUSDT,ETHUSDT,SOLUSDT)",
+    )
+    mon.add_argument(
+        "--duration",
+        type=_non_negative_float,
+        default=120.0,
+        help="seconds to run (default 120; 0 runs until Ctrl-C)",
+    )
+    mon.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    mon.add_argument("--no-live", action="store_true", help="no live view while running")
+    mon.add_argument("--ping-interval", type=_positive_float, default=20.0, metavar="SECONDS")
+    mon.add_argument("--pong-timeout", type=_positive_float, default=10.0, metavar="SECONDS")
+    mon.add_argument("--connect-timeout", type=_positive_float, default=10.0, metavar="SECONDS")
+    mon.add_argument(
+        "--max-gap",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="longest silence per symbol still called stable (default 10)",
+    )
+    mon.add_argument(
+        "--sim-rate",
+        type=_positive_float,
+        default=10.0,
+        metavar="PER_SECOND",
+        help="with --sim: ticker messages per second per symbol (default 10)",
+    )
+
+    sim = sub.add_parser(
+        "sim",
+        help="run the built-in Bybit V5 emulator",
+        description="Run the built-in Bybit V5 exchange emulator until Ctrl-C.",
+    )
+    sim.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, default=9090, help="TCP port (default 9090; 0 = any)")
+    sim.add_argument(
+        "--symbols",
+        type=_symbols,
+        default=None,
+        help="comma-separated symbols for linear and spot (default: five majors)",
+    )
+    sim.add_argument("--rate", type=_positive_float, default=10.0, metavar="PER_SECOND",
+                     help="ticker messages per second per symbol (default 10)")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--idle-timeout", type=_positive_float, default=None, metavar="SECONDS",
+                     help="cut public clients that send no ping for this long")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    if args.command == "monitor":
+        from hean.cli.monitor import MonitorOptions, run_monitor
+
+        opts = MonitorOptions(
+            url=args.url,
+            testnet=not args.mainnet,
+            sim=args.sim,
+            category=args.category,
+            symbols=args.symbols,
+            duration=args.duration,
+            json_output=args.json,
+            live_view=not args.no_live and not args.json and sys.stderr.isatty(),
+            ping_interval=args.ping_interval,
+            pong_timeout=args.pong_timeout,
+            connect_timeout=args.connect_timeout,
+            max_gap=args.max_gap,
+            sim_rate=args.sim_rate,
+        )
+        return _run(lambda stop: run_monitor(opts, stop_event=stop))
+    if args.command == "sim":
+        from hean.cli.sim import SimOptions, run_sim
+
+        if not 0 <= args.port <= 65535:
+            parser.error(f"--port must be 0..65535, got {args.port}")
+        sim_opts = SimOptions(
+            host=args.host,
+            port=args.port,
+            symbols=args.symbols,
+            rate=args.rate,
+            seed=args.seed,
+            idle_timeout=args.idle_timeout,
+        )
+        try:
+            return _run(lambda stop: run_sim(sim_opts, stop_event=stop))
+        except ValueError as exc:
+            parser.error(str(exc))
+    parser.error(f"unknown command {args.command!r}")
+
+
+def _run(make: Any) -> int:
+    async def runner() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+        coro: Coroutine[Any, Any, int] = make(stop)
+        return await coro
+
+    try:
+        return asyncio.run(runner())
+    except KeyboardInterrupt:  # pragma: no cover - signal handlers normally catch it
+        return 130
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )

@@ -1,0 +1,227 @@
+"""``hean monitor``: connect, subscribe tickers, watch tick rates and stability, report.
+
+It is the tool that answers "is the live data flowing, and is the connection stable?". It runs
+against Bybit (testnet by default), any URL, or the built-in emulator (``--sim``), shows a live
+view while it runs, and ends with a report and a verdict. Exit code: 0 stable, 1 not stable,
+2 could not connect or bad usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from hean.cli.report import MonitorTracker
+from hean.core.bus import EventBus
+from hean.core.clock import Clock, SystemClock
+from hean.core.events import EventType
+from hean.exchange.bybit.protocol.backoff import BackoffPolicy
+from hean.exchange.bybit.ws_public import BybitPublicWebSocket, ConnectError
+
+__all__ = ["MonitorOptions", "run_monitor"]
+
+log = logging.getLogger("hean.monitor")
+
+EXIT_STABLE = 0
+EXIT_UNSTABLE = 1
+EXIT_NO_CONNECTION = 2
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorOptions:
+    url: str | None
+    testnet: bool
+    sim: bool
+    category: str
+    symbols: list[str]
+    duration: float
+    """Seconds to run; 0 runs until interrupted."""
+    json_output: bool
+    live_view: bool
+    ping_interval: float = 20.0
+    pong_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    max_gap: float = 10.0
+    sim_rate: float = 10.0
+    """Emulator ticker messages per second per symbol (``--sim`` only)."""
+    refresh: float = 0.5
+
+
+async def run_monitor(
+    opts: MonitorOptions,
+    *,
+    out: TextIO | None = None,
+    err_console: Console | None = None,
+    clock: Clock | None = None,
+    stop_event: asyncio.Event | None = None,
+) -> int:
+    """Run the monitor; returns the process exit code."""
+    out = out if out is not None else sys.stdout
+    console = err_console if err_console is not None else Console(stderr=True)
+    clock = clock if clock is not None else SystemClock()
+    stop = stop_event if stop_event is not None else asyncio.Event()
+
+    emulator: Any = None
+    url = opts.url
+    if opts.sim:
+        from hean.emulator import Emulator, EmulatorConfig
+
+        emulator = Emulator(
+            EmulatorConfig(
+                symbols={opts.category: tuple(opts.symbols)},
+                ticker_interval=1.0 / opts.sim_rate,
+            )
+        )
+        await emulator.start()
+        url = emulator.url(opts.category)
+
+    bus = EventBus()
+    await bus.start()
+    ws = BybitPublicWebSocket(
+        bus,
+        opts.category,
+        testnet=opts.testnet,
+        url=url,
+        clock=clock,
+        ping_interval=opts.ping_interval,
+        pong_timeout=opts.pong_timeout,
+        connect_timeout=opts.connect_timeout,
+        backoff=BackoffPolicy(),
+    )
+    tracker = MonitorTracker(list(opts.symbols), clock.monotonic(), opts.max_gap)
+    bus.subscribe(EventType.TICK, tracker.on_tick, name="monitor")
+    bus.subscribe(EventType.CONNECTION_STATE, tracker.on_state, name="monitor")
+    bus.subscribe(EventType.SUBSCRIPTION, tracker.on_subscription, name="monitor")
+    console.print(f"[bold]hean monitor[/] connecting to {ws.url} ({opts.category}) ...")
+    try:
+        try:
+            await ws.connect(timeout=opts.connect_timeout)
+        except ConnectError as exc:
+            console.print(f"[bold red]cannot connect:[/] {exc}")
+            if not opts.sim and opts.url is None:
+                console.print(
+                    "This machine may have no network access to Bybit. "
+                    "Run [bold]hean monitor --sim[/] to use the built-in emulator."
+                )
+            if opts.json_output:
+                out.write(json.dumps({"stable": False, "error": str(exc), "url": ws.url}) + "\n")
+            return EXIT_NO_CONNECTION
+        await ws.subscribe_tickers(opts.symbols)
+        tracker.started_at = clock.monotonic()
+        await _watch(opts, ws, tracker, clock, stop, console)
+        now = clock.monotonic()
+        stats = ws.stats
+        report = tracker.report(
+            now,
+            {
+                "url": ws.url,
+                "category": opts.category,
+                "ping_rtt_ms": None if stats.ping_rtt is None else round(stats.ping_rtt * 1e3, 3),
+                "connection": {
+                    "state": stats.state.value,
+                    "connects": stats.connects,
+                    "messages": stats.messages,
+                    "decode_errors": stats.decode_errors,
+                    "data_errors": stats.data_errors,
+                    "pings_sent": stats.pings_sent,
+                    "pongs_received": stats.pongs_received,
+                    "disconnect_reasons": stats.disconnect_reasons,
+                },
+            },
+        )
+    finally:
+        await ws.disconnect()
+        await bus.stop()
+        if emulator is not None:
+            await emulator.stop()
+    if opts.json_output:
+        out.write(json.dumps(report) + "\n")
+    else:
+        _print_report(console, report)
+    return EXIT_STABLE if report["stable"] else EXIT_UNSTABLE
+
+
+async def _watch(
+    opts: MonitorOptions,
+    ws: BybitPublicWebSocket,
+    tracker: MonitorTracker,
+    clock: Clock,
+    stop: asyncio.Event,
+    console: Console,
+) -> None:
+    end = None if opts.duration <= 0 else tracker.started_at + opts.duration
+    live: Live | None = None
+    if opts.live_view:
+        live = Live(_view(ws, tracker, clock.monotonic()), console=console, auto_refresh=False)
+        live.start()
+    try:
+        while not stop.is_set():
+            now = clock.monotonic()
+            if end is not None and now >= end:
+                break
+            wait = opts.refresh if end is None else min(opts.refresh, end - now)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(wait, 0.0))
+            if live is not None:
+                live.update(_view(ws, tracker, clock.monotonic()), refresh=True)
+    finally:
+        if live is not None:
+            live.stop()
+
+
+def _view(ws: BybitPublicWebSocket, tracker: MonitorTracker, now: float) -> Table:
+    stats = ws.stats
+    rtt = "-" if stats.ping_rtt is None else f"{stats.ping_rtt * 1e3:.1f} ms"
+    table = Table(
+        title=(
+            f"{ws.url}  state={stats.state.value}  reconnects={stats.reconnects}  "
+            f"ping rtt={rtt}  ticks={tracker.ticks}"
+        ),
+        title_justify="left",
+    )
+    for column in ("symbol", "ticks", "rate/s", "last price", "bid", "ask", "age s", "max gap s"):
+        table.add_column(column, justify="right" if column != "symbol" else "left")
+    for symbol, s in tracker.per_symbol.items():
+        age = "-" if s.last_at is None else f"{now - s.last_at:.2f}"
+        table.add_row(
+            symbol,
+            str(s.ticks),
+            f"{tracker.rate(symbol, now):.1f}",
+            _fmt(s.last_price),
+            _fmt(s.bid),
+            _fmt(s.ask),
+            age,
+            f"{tracker.gap_now(symbol, now):.2f}",
+        )
+    return table
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _print_report(console: Console, report: dict[str, Any]) -> None:
+    console.print(
+        f"\n[bold]Report[/] {report['url']}: {report['ticks']} ticks in "
+        f"{report['duration_s']:.1f}s ({report['tick_rate']:.1f}/s), "
+        f"symbols seen: {', '.join(report['symbols_seen']) or 'none'}, "
+        f"reconnects: {report['reconnects']}, ping rtt: {report['ping_rtt_ms']} ms"
+    )
+    for symbol, s in report["symbols"].items():
+        console.print(
+            f"  {symbol:<12} ticks={s['ticks']:<7} rate={s['rate']:<8} "
+            f"last={s['last_price']}  longest gap={s['longest_gap_s']}s"
+        )
+    if report["stable"]:
+        console.print("[bold green]connection stable[/]")
+    else:
+        console.print("[bold red]NOT stable:[/] " + "; ".join(report["reasons"]))

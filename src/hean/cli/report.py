@@ -1,0 +1,157 @@
+"""What ``hean monitor`` measures, and its verdict. Pure logic: fed events and ``now``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hean.core.events import (
+    ConnectionStateEvent,
+    SubscriptionEvent,
+    SubscriptionStatus,
+    TickEvent,
+)
+from hean.core.lifecycle import ConnectionState
+
+__all__ = ["MonitorTracker", "SymbolStats"]
+
+
+@dataclass(slots=True)
+class SymbolStats:
+    ticks: int = 0
+    first_at: float | None = None
+    last_at: float | None = None
+    longest_gap: float = 0.0
+    last_price: float | None = None
+    bid: float | None = None
+    ask: float | None = None
+    max_lag_ms: float | None = None
+    """Largest (local receive wall time - exchange ts) seen; needs synchronised clocks."""
+
+
+@dataclass(slots=True)
+class MonitorTracker:
+    """Counts ticks per symbol, gaps, reconnects and rejections; decides stable or not.
+
+    Args:
+        symbols: the symbols asked for (each must be seen for a stable verdict).
+        started_at: monotonic time the run started.
+        max_gap: longest tolerated silence per symbol, seconds.
+    """
+
+    symbols: list[str]
+    started_at: float
+    max_gap: float = 10.0
+    per_symbol: dict[str, SymbolStats] = field(default_factory=dict)
+    ticks: int = 0
+    reconnects: int = 0
+    reconnect_reasons: list[str] = field(default_factory=list)
+    state: ConnectionState = ConnectionState.IDLE
+    live_at: float | None = None
+    rejected: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for symbol in self.symbols:
+            self.per_symbol.setdefault(symbol, SymbolStats())
+
+    def on_tick(self, event: TickEvent) -> None:
+        self.ticks += 1
+        stats = self.per_symbol.get(event.symbol)
+        if stats is None:
+            stats = self.per_symbol[event.symbol] = SymbolStats()
+        now = event.recv_time
+        if stats.last_at is not None:
+            gap = now - stats.last_at
+            if gap > stats.longest_gap:
+                stats.longest_gap = gap
+        else:
+            stats.first_at = now
+        stats.last_at = now
+        stats.ticks += 1
+        if event.last_price is not None:
+            stats.last_price = event.last_price
+        if event.bid is not None:
+            stats.bid = event.bid
+        if event.ask is not None:
+            stats.ask = event.ask
+        lag = event.recv_wall_ms - event.exchange_ts
+        if stats.max_lag_ms is None or lag > stats.max_lag_ms:
+            stats.max_lag_ms = float(lag)
+
+    def on_state(self, event: ConnectionStateEvent) -> None:
+        self.state = event.new
+        if event.new is ConnectionState.LIVE and self.live_at is None:
+            self.live_at = event.time
+        if event.new is ConnectionState.BACKOFF:
+            self.reconnects += 1
+            self.reconnect_reasons.append(event.reason)
+
+    def on_subscription(self, event: SubscriptionEvent) -> None:
+        if event.status is SubscriptionStatus.REJECTED:
+            self.rejected[event.topic] = event.reason
+        elif event.status is SubscriptionStatus.CONFIRMED:
+            self.rejected.pop(event.topic, None)
+
+    def gap_now(self, symbol: str, now: float) -> float:
+        """Longest gap so far, counting the silence since the last tick (or since live)."""
+        stats = self.per_symbol[symbol]
+        since = stats.last_at if stats.last_at is not None else (self.live_at or self.started_at)
+        return max(stats.longest_gap, now - since)
+
+    def rate(self, symbol: str, now: float) -> float:
+        stats = self.per_symbol[symbol]
+        elapsed = now - (self.live_at or self.started_at)
+        return stats.ticks / elapsed if elapsed > 0 else 0.0
+
+    def verdict(self, now: float) -> tuple[bool, list[str]]:
+        """``(stable, reasons)``; reasons explain an unstable verdict (empty when stable)."""
+        reasons = []
+        if self.state is not ConnectionState.LIVE:
+            reasons.append(f"connection is {self.state.value} at the end")
+        if self.reconnects:
+            reasons.append(
+                f"{self.reconnects} reconnect(s): {', '.join(sorted(set(self.reconnect_reasons)))}"
+            )
+        for topic, why in sorted(self.rejected.items()):
+            reasons.append(f"subscription {topic} rejected: {why}")
+        for symbol in self.symbols:
+            stats = self.per_symbol[symbol]
+            if stats.ticks == 0:
+                reasons.append(f"no ticks for {symbol}")
+                continue
+            gap = self.gap_now(symbol, now)
+            if gap > self.max_gap:
+                reasons.append(f"{symbol} went {gap:.1f}s without a tick (limit {self.max_gap:g}s)")
+        return not reasons, reasons
+
+    def report(self, now: float, extra: dict[str, Any]) -> dict[str, Any]:
+        """The ``--json`` report."""
+        elapsed = now - self.started_at
+        stable, reasons = self.verdict(now)
+        symbols = {}
+        for symbol, stats in self.per_symbol.items():
+            symbols[symbol] = {
+                "ticks": stats.ticks,
+                "rate": round(self.rate(symbol, now), 3),
+                "last_price": stats.last_price,
+                "bid": stats.bid,
+                "ask": stats.ask,
+                "longest_gap_s": round(self.gap_now(symbol, now), 3)
+                if symbol in self.symbols or stats.ticks
+                else None,
+                "max_lag_ms": stats.max_lag_ms,
+            }
+        seen = sorted(s for s, st in self.per_symbol.items() if st.ticks)
+        return {
+            "duration_s": round(elapsed, 3),
+            "ticks": self.ticks,
+            "tick_rate": round(self.ticks / elapsed, 3) if elapsed > 0 else 0.0,
+            "symbols_seen": seen,
+            "reconnects": self.reconnects,
+            "reconnect_reasons": self.reconnect_reasons,
+            "rejected_topics": self.rejected,
+            "stable": stable,
+            "reasons": reasons,
+            "symbols": symbols,
+            **extra,
+        }

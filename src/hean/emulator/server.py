@@ -1,0 +1,514 @@
+"""The emulator: a picows WebSocket server that behaves like Bybit's public V5 streams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import socket
+from collections import deque
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from picows import (
+    WSListener,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
+
+from hean.core.clock import Clock, SystemClock
+from hean.emulator import shapes, topics
+from hean.emulator.config import PUBLIC_CATEGORIES, EmulatorConfig
+from hean.emulator.connection import ConnectionInfo, EffectiveFaults, PublicSession
+from hean.emulator.faults import Faults, validate_fault_change
+from hean.emulator.market import Market
+
+__all__ = ["Emulator", "LogEntry"]
+
+log = logging.getLogger("hean.emulator")
+
+T = TypeVar("T")
+#: ``(monotonic time, event, conn_id or None, detail)``
+LogEntry = tuple[float, str, str | None, str]
+
+_PATHS: dict[str, str] = {f"/v5/public/{c}": c for c in PUBLIC_CATEGORIES}
+_B32 = "0123456789abcdefghijklmnopqrstuv"
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_MAX_HISTORY = 10_000
+
+
+class Emulator:
+    """Bybit V5 public WebSocket emulator.
+
+    Use ``async with Emulator(config) as emu`` (or :meth:`start` / :meth:`stop`), then connect
+    to :meth:`url`. All methods must be called from the event loop thread.
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None, *, clock: Clock | None = None) -> None:
+        self._config = config if config is not None else EmulatorConfig()
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self.faults: Faults = self._config.faults.copy()
+        """Global fault switches (apply to every connection); mutate freely at run time."""
+        self._conn_faults: dict[str, Faults] = {}
+        self._market = Market(
+            self._config.symbols, random.Random(self._config.seed), self._clock.wall_ms()
+        )
+        self._id_rng = random.Random(f"conn-ids:{self._config.seed}")
+        self._sessions: dict[str, PublicSession] = {}
+        self._infos: deque[ConnectionInfo] = deque(maxlen=_MAX_HISTORY)
+        self._log: deque[LogEntry] = deque(maxlen=100 * _MAX_HISTORY)
+        self._index: dict[str, dict[str, dict[PublicSession, None]]] = {
+            c: {} for c in PUBLIC_CATEGORIES
+        }
+        self._tasks: list[asyncio.Task[None]] = []
+        self._watchdog: asyncio.Task[None] | None = None
+        self._stall_task: asyncio.Task[None] | None = None
+        self._server: asyncio.Server | None = None
+        self._lsock: socket.socket | None = None
+        self._port = 0
+        self._handshake: tuple[int, dict[str, str], bytes | None] | None = None
+        self._stalled = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def config(self) -> EmulatorConfig:
+        return self._config
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def market(self) -> Market:
+        return self._market
+
+    @property
+    def port(self) -> int:
+        if self._lsock is None:
+            raise RuntimeError("emulator is not started")
+        return self._port
+
+    @property
+    def host(self) -> str:
+        return self._config.host
+
+    def url(self, category: str) -> str:
+        """``ws://HOST:PORT/v5/public/<category>``."""
+        if category not in PUBLIC_CATEGORIES:
+            raise ValueError(
+                f"unknown category {category!r}; known: {', '.join(PUBLIC_CATEGORIES)}"
+            )
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"ws://{host}:{self.port}/v5/public/{category}"
+
+    async def start(self) -> None:
+        if self._lsock is not None:
+            raise RuntimeError("emulator already started")
+        cfg = self._config
+        family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((cfg.host, cfg.port))
+            sock.listen(1024)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._lsock = sock
+        self._port = sock.getsockname()[1]
+        await self._serve()
+        if cfg.auto_tick:
+            for category in self._market.categories():
+                self._spawn(self._run_market(category), f"emulator-market-{category}")
+        if cfg.server_pings:
+            self._spawn(self._run_server_pings(), "emulator-server-pings")
+        if cfg.idle_timeout is not None or self.faults.idle_timeout is not None:
+            self._ensure_watchdog()
+        log.info("emulator listening on %s:%d", cfg.host, self._port)
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, self._watchdog, self._stall_task]
+        self._tasks.clear()
+        self._watchdog = self._stall_task = None
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+        for task in tasks:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        self._stalled = False
+        for session in list(self._sessions.values()):
+            session.abort("server_stopped")
+        if self._lsock is not None:
+            self._lsock.close()
+            self._lsock = None
+        for _ in range(3):  # let connection_lost callbacks run
+            await asyncio.sleep(0)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
+
+    async def _serve(self) -> None:
+        assert self._lsock is not None
+        cfg = self._config
+        self._server = await ws_create_server(
+            self._route,
+            sock=self._lsock.dup(),
+            enable_auto_pong=False,
+            max_frame_size=cfg.max_frame_size,
+            websocket_handshake_timeout=cfg.handshake_timeout,
+            logger_name=logging.getLogger("hean.emulator.ws"),
+        )
+
+    # -- handshake ----------------------------------------------------------------------------
+
+    def _route(
+        self, request: WSUpgradeRequest
+    ) -> WSListener | WSUpgradeResponseWithListener | None:
+        raw_path = request.path.decode("latin-1")
+        path = raw_path.split("?", 1)[0]
+        self._record("attempt", None, raw_path)
+        if self._handshake is not None:
+            status, headers, body = self._handshake
+            self._record("reject", None, f"{status} {raw_path}")
+            response = WSUpgradeResponse.create_error_response(status, body, headers)
+            return WSUpgradeResponseWithListener(response, None)
+        category = _PATHS.get(path)
+        if category is None:
+            self._record("reject", None, f"404 {raw_path}")
+            return None
+        return PublicSession(self, category, raw_path)
+
+    def set_handshake_status(
+        self, status: int | None, *, retry_after: float | None = None, body: bytes | None = None
+    ) -> None:
+        """Answer new upgrade requests with this HTTP status (>= 400), or normally if None."""
+        if status is None:
+            self._handshake = None
+            return
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            raise ValueError(
+                f"handshake status must be an HTTP error code 400..599, got {status!r}"
+            )
+        headers: dict[str, str] = {}
+        if retry_after is not None:
+            if retry_after < 0:
+                raise ValueError(f"retry_after must be >= 0, got {retry_after!r}")
+            headers["Retry-After"] = str(math.ceil(retry_after))
+        if body is None:
+            body = f"{status}".encode()
+        self._handshake = (status, headers, body)
+
+    def set_handshake_stall(self, seconds: float | None) -> None:
+        """Stop answering new connections for ``seconds`` (``math.inf`` = until cleared).
+
+        TCP connects still succeed (the kernel queues them) but the HTTP upgrade gets no answer,
+        so clients hit their handshake timeout. ``None`` resumes at once; queued connections are
+        then served (late) in arrival order.
+        """
+        if seconds is not None and (math.isnan(seconds) or seconds <= 0):
+            raise ValueError(f"stall must be > 0 seconds or None, got {seconds!r}")
+        if self._lsock is None:
+            raise RuntimeError("emulator is not started")
+        if self._stall_task is not None:
+            self._stall_task.cancel()
+            self._stall_task = None
+        if seconds is None:
+            if self._stalled:
+                self._stall_task = asyncio.get_running_loop().create_task(self._resume())
+            return
+        if not self._stalled:
+            self._stalled = True
+            if self._server is not None:
+                self._server.close()
+                self._server = None
+            self._record("stall", None, f"{seconds}")
+        self._stall_task = asyncio.get_running_loop().create_task(self._stall_for(seconds))
+
+    async def _stall_for(self, seconds: float) -> None:
+        if math.isinf(seconds):
+            return
+        await self._clock.sleep(seconds)
+        await self._resume()
+
+    async def _resume(self) -> None:
+        if self._stalled and self._lsock is not None:
+            self._stalled = False
+            await self._serve()
+            self._record("stall_end", None, "")
+
+    # -- Hub protocol (used by sessions) ------------------------------------------------------
+
+    def effective_faults(self, conn_id: str) -> EffectiveFaults:
+        return EffectiveFaults.combine(
+            self.faults, self._conn_faults.get(conn_id), self._config.idle_timeout
+        )
+
+    def new_conn_id(self, category: str) -> str:
+        rng = self._id_rng
+        if category == "spot":
+            h = f"{rng.getrandbits(128):032x}"
+            return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        if category == "option":
+            h = f"{rng.getrandbits(224):056x}"
+            return f"{h[:16]}-{h[16:24]}-{h[24:32]}-{h[32:48]}-{h[48:56]}"
+        head = "".join(rng.choice(_B32) for _ in range(20))
+        tail = "".join(rng.choice(_B36) for _ in range(rng.randint(2, 5)))
+        return f"{head}-{tail}"
+
+    def has_symbol(self, category: str, symbol: str) -> bool:
+        return self._market.has(category, symbol)
+
+    def snapshot_message(self, category: str, topic: topics.Topic) -> bytes:
+        model = self._market.model(category, topic.symbol)
+        now = self._clock.wall_ms()
+        if category == "spot":
+            return shapes.encode(shapes.ticker_spot(topic.name, model.truth, model.cs, now))
+        return shapes.encode(shapes.ticker_snapshot(topic.name, model.truth, model.cs, now))
+
+    def session_opened(self, session: PublicSession) -> None:
+        assert session.info is not None
+        self._sessions[session.conn_id] = session
+        self._infos.append(session.info)
+        self._record("accept", session.conn_id, session.path)
+
+    def session_closed(self, session: PublicSession) -> None:
+        info = session.info
+        assert info is not None
+        self._sessions.pop(session.conn_id, None)
+        index = self._index[session.category]
+        for topic in info.subscriptions:
+            subs = index.get(topic)
+            if subs is not None:
+                subs.pop(session, None)
+                if not subs:
+                    del index[topic]
+        self._conn_faults.pop(session.conn_id, None)
+        self._record("close", session.conn_id, info.close_reason or "")
+
+    def subscriptions_changed(
+        self, session: PublicSession, added: Iterable[str], removed: Iterable[str]
+    ) -> None:
+        index = self._index[session.category]
+        for topic in added:
+            index.setdefault(topic, {})[session] = None
+        for topic in removed:
+            subs = index.get(topic)
+            if subs is not None:
+                subs.pop(session, None)
+                if not subs:
+                    del index[topic]
+
+    def _record(self, event: str, conn_id: str | None, detail: str) -> None:
+        self._log.append((self._clock.monotonic(), event, conn_id, detail))
+        log.debug("emulator %s %s %s", event, conn_id or "-", detail)
+
+    # -- market data --------------------------------------------------------------------------
+
+    async def _run_market(self, category: str) -> None:
+        interval = self._config.interval_for(category)
+        while True:
+            await self._clock.sleep(interval)
+            try:
+                self.tick(category)
+            except Exception:
+                log.exception("emulator: market tick failed for %s", category)
+
+    def tick(self, category: str | None = None, steps: int = 1) -> None:
+        """Move the market ``steps`` push intervals and send the messages (sync)."""
+        categories = self._market.categories() if category is None else [category]
+        for _ in range(steps):
+            for cat in categories:
+                self._tick_category(cat)
+
+    def _tick_category(self, category: str) -> None:
+        now = self._clock.wall_ms()
+        index = self._index[category]
+        spot = category == "spot"
+        effective: dict[PublicSession, EffectiveFaults] = {}
+        for model in self._market.models(category):
+            changes = model.step(now)
+            symbol = model.spec.symbol
+            topic = f"tickers.{symbol}"
+            subs = index.get(topic)
+            if not subs:
+                continue
+            snapshot: bytes | None = None
+            delta: bytes | None = None
+            for session in list(subs):
+                faults = effective.get(session)
+                if faults is None:
+                    faults = effective[session] = self.effective_faults(session.conn_id)
+                if faults.blackhole or symbol in faults.paused_symbols:
+                    session.stale.add(topic)
+                    continue
+                if spot or topic in session.stale:
+                    session.stale.discard(topic)
+                    if snapshot is None:
+                        build = shapes.ticker_spot if spot else shapes.ticker_snapshot
+                        snapshot = shapes.encode(build(topic, model.truth, model.cs, now))
+                    session.push(topic, snapshot)
+                else:
+                    if delta is None:
+                        data = {"symbol": symbol, **changes}
+                        delta = shapes.encode(shapes.ticker_delta(topic, data, model.cs, now))
+                    session.push(topic, delta)
+
+    def ticker_truth(self, category: str, symbol: str) -> dict[str, str]:
+        """The ground-truth ticker (what a client merging snapshot + deltas must hold)."""
+        return self._market.model(category, symbol).snapshot()
+
+    # -- idle cut-off and server pings --------------------------------------------------------
+
+    def _ensure_watchdog(self) -> None:
+        if self._watchdog is None and self._lsock is not None:
+            self._watchdog = asyncio.get_running_loop().create_task(
+                self._run_watchdog(), name="emulator-idle-watchdog"
+            )
+
+    async def _run_watchdog(self) -> None:
+        while True:
+            now = self._clock.monotonic()
+            for session in list(self._sessions.values()):
+                info = session.info
+                faults = self.effective_faults(session.conn_id)
+                timeout = faults.idle_timeout
+                if info is None or timeout is None or math.isinf(timeout) or faults.blackhole:
+                    continue
+                if now - info.last_ping_at >= timeout:
+                    log.info("emulator: idle cut-off of %s after %.3fs", session.conn_id, timeout)
+                    session.abort("idle_timeout")
+            # check often enough to be late by at most ~5 % of the shortest timeout in force
+            settings = [self._config.idle_timeout, self.faults.idle_timeout]
+            settings += [f.idle_timeout for f in self._conn_faults.values()]
+            shortest = min((t for t in settings if t is not None), default=math.inf)
+            await self._clock.sleep(min(0.5, max(0.002, shortest / 20)))
+
+    async def _run_server_pings(self) -> None:
+        while True:
+            await self._clock.sleep(self._config.server_ping_interval)
+            for session in list(self._sessions.values()):
+                if not self.effective_faults(session.conn_id).blackhole:
+                    session.send_ping()
+
+    # -- faults and actions -------------------------------------------------------------------
+
+    def connection_faults(self, conn_id: str) -> Faults:
+        """The per-connection switches of ``conn_id`` (created on first use; mutable)."""
+        if conn_id not in self._sessions:
+            raise KeyError(f"no live connection {conn_id!r}")
+        faults = self._conn_faults.get(conn_id)
+        if faults is None:
+            faults = self._conn_faults[conn_id] = Faults()
+        return faults
+
+    def set_faults(self, conn_id: str | None = None, **changes: Any) -> None:
+        """Set switches globally (``conn_id=None``) or for one connection."""
+        for name, value in changes.items():
+            validate_fault_change(name, value)
+        target = self.faults if conn_id is None else self.connection_faults(conn_id)
+        target.apply(**changes)
+        if changes.get("idle_timeout") is not None:
+            self._ensure_watchdog()
+
+    def _targets(self, conn_id: str | None) -> list[PublicSession]:
+        if conn_id is None:
+            return list(self._sessions.values())
+        session = self._sessions.get(conn_id)
+        return [session] if session is not None else []
+
+    def drop_connections(self, conn_id: str | None = None) -> int:
+        """TCP close without a close frame (client sees 1006). Returns how many."""
+        targets = self._targets(conn_id)
+        for session in targets:
+            session.abort("dropped")
+        return len(targets)
+
+    def close_connections(self, code: int, reason: str = "", conn_id: str | None = None) -> int:
+        """Send a close frame with ``code``/``reason``, then disconnect. Returns how many."""
+        if not (code == 1000 or 1001 <= code <= 1014 or 3000 <= code <= 4999) or code in (
+            1004,
+            1005,
+            1006,
+        ):
+            raise ValueError(f"close code {code} cannot be sent in a close frame")
+        if len(reason.encode()) > 123:
+            raise ValueError("close reason must be at most 123 bytes of UTF-8")
+        targets = self._targets(conn_id)
+        for session in targets:
+            session.close(code, reason)
+        return len(targets)
+
+    def reset_connections(self, conn_id: str | None = None) -> int:
+        """TCP RST (SO_LINGER 0 then close). Returns how many."""
+        targets = self._targets(conn_id)
+        for session in targets:
+            session.reset("reset")
+        return len(targets)
+
+    # -- observability ------------------------------------------------------------------------
+
+    @property
+    def connections(self) -> list[ConnectionInfo]:
+        """Every connection accepted so far (most recent 10,000), live objects."""
+        return list(self._infos)
+
+    @property
+    def connection_log(self) -> list[LogEntry]:
+        """``(monotonic, event, conn_id, detail)`` for attempt/accept/reject/close/stall."""
+        return list(self._log)
+
+    def live_connections(self, category: str | None = None) -> list[ConnectionInfo]:
+        """Connections that are open and not being closed, optionally of one category."""
+        return [
+            s.info
+            for s in self._sessions.values()
+            if s.info is not None and not s.closing and (category is None or s.category == category)
+        ]
+
+    def connection(self, conn_id: str) -> ConnectionInfo:
+        for info in reversed(self._infos):
+            if info.conn_id == conn_id:
+                return info
+        raise KeyError(f"no connection {conn_id!r}")
+
+    def sent_by_topic(self, conn_id: str) -> dict[str, int]:
+        """Data messages sent to a connection, per topic."""
+        return dict(self.connection(conn_id).sent_by_topic)
+
+    async def wait_for(
+        self, predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.005
+    ) -> T:
+        """Poll ``predicate`` (real time) until it returns something truthy; return it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if loop.time() >= deadline:
+                raise TimeoutError(f"condition not met within {timeout}s")
+            await asyncio.sleep(interval)

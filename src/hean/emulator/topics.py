@@ -1,0 +1,104 @@
+"""Topic parsing and subscribe/unsubscribe decisions (pure functions, no I/O).
+
+Only ``tickers.{symbol}`` exists so far; new topic families plug into :func:`parse_topic`.
+Decision rules (protocol.md §3.3): on spot/linear/inverse a single bad topic fails the whole
+request and the reply names only the first offending topic; on option each topic is judged on
+its own and listed in ``successTopics`` / ``failTopics``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from hean.emulator import shapes
+
+__all__ = ["Decision", "Topic", "decide", "parse_topic", "unknown_topic_text"]
+
+SPOT_MAX_ARGS = 10
+#: Topic families real Bybit knows on spot; an unknown symbol there gets ``Invalid symbol``.
+_SPOT_FAMILIES = ("tickers", "orderbook", "publicTrade", "kline", "priceLimit")
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A topic the emulator can serve."""
+
+    name: str
+    family: str
+    symbol: str
+
+
+def parse_topic(name: str, has_symbol: Callable[[str], bool]) -> Topic | None:
+    """The served topic for ``name`` or ``None`` if this endpoint has no such topic."""
+    family, sep, rest = name.partition(".")
+    if not sep:
+        return None
+    if family == "tickers" and has_symbol(rest):
+        return Topic(name, family, rest)
+    return None
+
+
+def unknown_topic_text(kind: str, name: str) -> str:
+    """The endpoint's failure text for a topic it does not serve."""
+    if kind == "spot" and name.partition(".")[0] in _SPOT_FAMILIES:
+        return shapes.invalid_symbol_text(name)
+    return shapes.handler_not_found_text(name)
+
+
+@dataclass(slots=True)
+class Decision:
+    """Outcome of one subscribe/unsubscribe request."""
+
+    success: bool
+    ret_msg: str = ""
+    accepted: list[Topic] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def decide(
+    kind: str,
+    op: str,
+    args: Sequence[str],
+    current: set[str],
+    has_symbol: Callable[[str], bool],
+    *,
+    reject_topics: set[str] | frozenset[str] = frozenset(),
+    reject_all: bool = False,
+) -> Decision:
+    """Judge a request against the connection's ``current`` subscriptions.
+
+    For ``unsubscribe``, ``accepted`` lists the topics to remove (topics never subscribed are
+    accepted as no-ops).
+    """
+    if kind == "spot" and len(args) > SPOT_MAX_ARGS:
+        return Decision(False, shapes.ARGS_SIZE_TEXT)
+    subscribing = op == "subscribe"
+    if kind == "option":
+        out = Decision(True)
+        seen: set[str] = set()
+        for name in args:
+            topic = parse_topic(name, has_symbol)
+            refused = subscribing and (
+                reject_all or name in reject_topics or name in current or name in seen
+            )
+            if topic is None or refused:
+                out.failed.append(name)
+            else:
+                out.accepted.append(topic)
+                seen.add(name)
+        out.success = not out.failed
+        return out
+    accepted: list[Topic] = []
+    seen = set()
+    for name in args:
+        topic = parse_topic(name, has_symbol)
+        if topic is None or (subscribing and (reject_all or name in reject_topics)):
+            return Decision(False, unknown_topic_text(kind, name), failed=[name])
+        if subscribing and (name in current or name in seen):
+            return Decision(False, shapes.already_subscribed_text(name), failed=[name])
+        seen.add(name)
+        accepted.append(topic)
+    if subscribing and reject_all and not args:
+        return Decision(False, shapes.handler_not_found_text(""))
+    return Decision(True, accepted=accepted)
