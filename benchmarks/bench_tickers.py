@@ -85,9 +85,11 @@ async def client_floor(url: str, target: int) -> tuple[float, float]:
             )
 
         def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
-            if frame.msg_type is picows.WSMsgType.TEXT:
-                if decode(frame.get_payload_as_bytes()).topic is not None:
-                    timer.hit()
+            if (
+                frame.msg_type is picows.WSMsgType.TEXT
+                and decode(frame.get_payload_as_memoryview()).topic is not None
+            ):
+                timer.hit()
 
     transport, _ = await picows.ws_connect(Listener, url, enable_auto_pong=True)
     result = await timer.done
@@ -95,7 +97,9 @@ async def client_floor(url: str, target: int) -> tuple[float, float]:
     return result
 
 
-async def client_hean(url: str, target: int, async_subscribers: bool = False) -> tuple[float, float]:
+async def client_hean(
+    url: str, target: int, async_subscribers: bool = False
+) -> tuple[float, float]:
     from hean import EventBus, EventType, OverflowPolicy
     from hean.exchange.bybit import BybitPublicWebSocket
 
@@ -123,7 +127,10 @@ async def client_hean(url: str, target: int, async_subscribers: bool = False) ->
                     fn(ev)
 
             bus.subscribe_async(
-                EventType.TICK, consume, batch=True, maxsize=1_000_000,
+                EventType.TICK,
+                consume,
+                batch=True,
+                maxsize=1_000_000,
                 policy=OverflowPolicy.NEVER_DROP,
             )
     else:
@@ -188,12 +195,24 @@ def run_client(kind: str, url: str, target: int, loop_name: str) -> None:
 
 
 def start_server(messages: int, rate: float | None) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "hean.emulator.firehose", "--messages", str(messages),
-           "--symbols", str(N_SYMBOLS)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hean.emulator.firehose",
+        "--messages",
+        str(messages),
+        "--symbols",
+        str(N_SYMBOLS),
+    ]
     if rate is not None:
         cmd += ["--rate", str(rate)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            preexec_fn=lambda: _pin(1))
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        preexec_fn=lambda: _pin(1),
+    )
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
     if not url.startswith("ws://"):
@@ -204,9 +223,22 @@ def start_server(messages: int, rate: float | None) -> tuple[subprocess.Popen[st
 
 def measure(kind: str, url: str, target: int, loop_name: str) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, __file__, "--client", kind, "--url", url, "--target", str(target),
-         "--loop", loop_name],
-        capture_output=True, text=True, timeout=900, check=True,
+        [
+            sys.executable,
+            __file__,
+            "--client",
+            kind,
+            "--url",
+            url,
+            "--target",
+            str(target),
+            "--loop",
+            loop_name,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     result["rate"] = result["n"] / result["wall"]
@@ -214,16 +246,18 @@ def measure(kind: str, url: str, target: int, loop_name: str) -> dict[str, Any]:
     return result
 
 
-def series(kinds: list[str], url: str, target: int, repeats: int, loop_name: str,
-           pybit_target: int) -> dict[str, list[dict[str, Any]]]:
+def series(
+    kinds: list[str], url: str, target: int, repeats: int, loop_name: str, pybit_target: int
+) -> dict[str, list[dict[str, Any]]]:
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     for r in range(repeats):
         order = kinds if r % 2 == 0 else list(reversed(kinds))
         for kind in order:
             if kind == "pybit" and r > 0:
                 continue  # slow: once is enough for an order of magnitude
-            runs[kind].append(measure(kind, url, pybit_target if kind == "pybit" else target,
-                                      loop_name))
+            runs[kind].append(
+                measure(kind, url, pybit_target if kind == "pybit" else target, loop_name)
+            )
     return runs
 
 
@@ -254,8 +288,14 @@ def main() -> int:
     paced_n = int(args.paced_rate * args.paced_seconds)
     server, url = start_server(paced_n, args.paced_rate)
     try:
-        paced = series([k for k in kinds if k != "pybit"], url, paced_n + N_SYMBOLS,
-                       max(1, args.repeats // 2 + 1), args.loop, 0)
+        paced = series(
+            [k for k in kinds if k != "pybit"],
+            url,
+            paced_n + N_SYMBOLS,
+            max(1, args.repeats // 2 + 1),
+            args.loop,
+            0,
+        )
     finally:
         server.terminate()
         server.wait()
@@ -264,19 +304,26 @@ def main() -> int:
         return statistics.median(r[key] for r in runs)
 
     floor_rate = med(fire["floor"], "rate")
-    print(f"\nFirehose, {args.messages:,} linear ticker deltas over {N_SYMBOLS} symbols, "
-          f"{args.loop}, median of {args.repeats} (client on CPU 0, server on CPU 1)\n")
-    print("| client | msgs/s | CPU-µs/msg | × floor (throughput) |")
+    print(
+        f"\nFirehose, {args.messages:,} linear ticker deltas over {N_SYMBOLS} symbols, "
+        f"{args.loop}, median of {args.repeats} (client on CPU 0, server on CPU 1)\n"
+    )
+    print("| client | msgs/s | CPU-µs/msg | x floor (throughput) |")
     print("|---|---:|---:|---:|")
     for kind in kinds:
         rate = med(fire[kind], "rate")
-        print(f"| {kind} | {rate:,.0f} | {med(fire[kind], 'cpu_us'):.2f} | "
-              f"{rate / floor_rate:.2f} |")
+        print(
+            f"| {kind} | {rate:,.0f} | {med(fire[kind], 'cpu_us'):.2f} | {rate / floor_rate:.2f} |"
+        )
     pairs = [h["rate"] / f["rate"] for h, f in zip(fire["hean"], fire["floor"], strict=False)]
-    print(f"\nhean / floor per run: {', '.join(f'{x:.2f}' for x in pairs)} "
-          f"(median {statistics.median(pairs):.2f}; goal >= 0.55)")
-    print(f"\nPaced at {args.paced_rate:,.0f} msg/s for {args.paced_seconds:g}s, "
-          f"median of {len(paced['floor'])}\n")
+    print(
+        f"\nhean / floor per run: {', '.join(f'{x:.2f}' for x in pairs)} "
+        f"(median {statistics.median(pairs):.2f}; goal >= 0.55)"
+    )
+    print(
+        f"\nPaced at {args.paced_rate:,.0f} msg/s for {args.paced_seconds:g}s, "
+        f"median of {len(paced['floor'])}\n"
+    )
     print("| client | CPU-µs/msg | share of one core |")
     print("|---|---:|---:|")
     for kind in paced:

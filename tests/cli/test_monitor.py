@@ -27,8 +27,19 @@ def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 
 def test_monitor_sim_json_report_is_stable() -> None:
-    proc = run("monitor", "--sim", "--duration", "2", "--json", "--ping-interval", "0.3",
-               "--pong-timeout", "0.3", "--sim-rate", "20")
+    proc = run(
+        "monitor",
+        "--sim",
+        "--duration",
+        "2",
+        "--json",
+        "--ping-interval",
+        "0.3",
+        "--pong-timeout",
+        "0.3",
+        "--sim-rate",
+        "20",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["stable"] is True and report["reasons"] == []
@@ -45,8 +56,15 @@ def test_monitor_sim_json_report_is_stable() -> None:
 
 def test_monitor_without_network_says_so_and_exits_nonzero() -> None:
     t0 = time.monotonic()
-    proc = run("monitor", "--url", "ws://127.0.0.1:9/v5/public/linear", "--connect-timeout",
-               "0.5", "--duration", "5")
+    proc = run(
+        "monitor",
+        "--url",
+        "ws://127.0.0.1:9/v5/public/linear",
+        "--connect-timeout",
+        "0.5",
+        "--duration",
+        "5",
+    )
     assert proc.returncode == 2
     assert "cannot connect" in proc.stderr and "connect_refused" in proc.stderr
     assert time.monotonic() - t0 < 10
@@ -76,7 +94,9 @@ def test_bad_options_get_a_clear_error(
 def test_ctrl_c_still_prints_the_report() -> None:
     proc = subprocess.Popen(
         [*HEAN, "monitor", "--sim", "--duration", "0", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(2.5)
     proc.send_signal(signal.SIGINT)
@@ -88,9 +108,19 @@ def test_ctrl_c_still_prints_the_report() -> None:
 async def test_live_view_renders_and_report_printed() -> None:
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=140)
-    opts = MonitorOptions(url=None, testnet=True, sim=True, category="spot",
-                          symbols=["BTCUSDT", "ETHUSDT"], duration=1.0, json_output=False,
-                          live_view=True, ping_interval=0.2, pong_timeout=0.2, refresh=0.1)
+    opts = MonitorOptions(
+        url=None,
+        testnet=True,
+        sim=True,
+        category="spot",
+        symbols=["BTCUSDT", "ETHUSDT"],
+        duration=1.0,
+        json_output=False,
+        live_view=True,
+        ping_interval=0.2,
+        pong_timeout=0.2,
+        refresh=0.1,
+    )
     code = await run_monitor(opts, err_console=console, out=io.StringIO())
     text = buf.getvalue()
     assert code == 0
@@ -99,11 +129,20 @@ async def test_live_view_renders_and_report_printed() -> None:
 
 async def test_stop_event_ends_an_endless_run() -> None:
     stop = asyncio.Event()
-    opts = MonitorOptions(url=None, testnet=True, sim=True, category="linear",
-                          symbols=["BTCUSDT"], duration=0, json_output=True, live_view=False)
+    opts = MonitorOptions(
+        url=None,
+        testnet=True,
+        sim=True,
+        category="linear",
+        symbols=["BTCUSDT"],
+        duration=0,
+        json_output=True,
+        live_view=False,
+    )
     out = io.StringIO()
-    task = asyncio.create_task(run_monitor(opts, out=out, err_console=Console(file=io.StringIO()),
-                                           stop_event=stop))
+    task = asyncio.create_task(
+        run_monitor(opts, out=out, err_console=Console(file=io.StringIO()), stop_event=stop)
+    )
     await asyncio.sleep(1.0)
     stop.set()
     assert await asyncio.wait_for(task, 10) == 0

@@ -68,7 +68,9 @@ async def emulator(request: pytest.FixtureRequest) -> AsyncIterator[Emulator]:
         yield emu
 
 
-def make_ws(bus: EventBus, emu: Emulator, category: str = "linear", **kw: Any) -> BybitPublicWebSocket:
+def make_ws(
+    bus: EventBus, emu: Emulator, category: str = "linear", **kw: Any
+) -> BybitPublicWebSocket:
     params: dict[str, Any] = {
         "ping_interval": ms(100),
         "pong_timeout": ms(100),

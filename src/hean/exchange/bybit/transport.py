@@ -55,7 +55,9 @@ class _Listener(WSListener):
             now = conn._read_now = conn._monotonic()
         msg_type = frame.msg_type
         if msg_type is WSMsgType.TEXT and frame.fin:
-            actions = conn.session.receive(frame.get_payload_as_bytes(), now)
+            # Zero-copy view of picows's read buffer: valid only during this call, which is
+            # all decoding needs (every decoded value is a new object).
+            actions = conn.session.receive(frame.get_payload_as_memoryview(), now)
             if actions:
                 conn.run_actions(actions)
         else:

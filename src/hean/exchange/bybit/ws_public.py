@@ -21,9 +21,10 @@ resubscribes every topic. ``disconnect()`` always wins over a pending reconnect.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -145,6 +146,12 @@ class BybitPublicWebSocket:
         self._apply_ticker = self.tickers.apply
         self.unexpected_topics = 0
         self._publish = bus.publish
+        publisher = getattr(bus, "publisher", None)
+        self._publish_tick: Callable[[Any], None] = (
+            publisher(EventType.TICK)
+            if publisher is not None
+            else functools.partial(bus.publish, EventType.TICK)
+        )
         self._wall_offset = 0.0
         self._live = asyncio.Event()
 
@@ -285,8 +292,7 @@ class BybitPublicWebSocket:
             self.connection.run_actions(
                 self.session.resync(state.topic, "ticker delta before snapshot", now)
             )
-        self._publish(
-            EventType.TICK,
+        self._publish_tick(
             TickEvent(
                 state.symbol,
                 self.category,

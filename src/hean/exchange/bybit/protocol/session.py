@@ -357,7 +357,7 @@ class Session:
 
     # -- frames -----------------------------------------------------------------------------
 
-    def receive(self, payload: bytes | str, now: float) -> list[Action] | None:
+    def receive(self, payload: bytes | memoryview | str, now: float) -> list[Action] | None:
         """A text frame arrived. Returns actions, or ``None`` when there is nothing to do.
 
         Data frames go to ``routes[topic]`` when the owner registered a handler for the topic,
@@ -435,13 +435,15 @@ class Session:
             )
         )
 
-    def _log_bad(self, what: str, payload: bytes | str) -> None:
+    def _log_bad(self, what: str, payload: bytes | memoryview | str) -> None:
         # At most one line per second: a flood of garbage must not flood the logs.
         if self._now - self._error_log_at < 1.0:
             return
         self._error_log_at = self._now
-        text = payload if isinstance(payload, str) else payload[:MAX_LOGGED_PAYLOAD].decode(
-            "utf-8", "replace"
+        text = (
+            payload
+            if isinstance(payload, str)
+            else bytes(payload[:MAX_LOGGED_PAYLOAD]).decode("utf-8", "replace")
         )
         log.warning("%s: %s dropped: %.120s", self.config.name, what, text)
 
