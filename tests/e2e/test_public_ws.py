@@ -98,7 +98,7 @@ async def test_most_deltas_carry_no_price_and_none_is_dropped(
     def spy(frame, now):  # type: ignore[no-untyped-def]
         if frame.type == "delta":
             raw.append("lastPrice" in frame.data)
-        ws._on_ticker(frame, now)
+        ws.tickers.apply(frame, now)
 
     ws.session.routes["tickers.BTCUSDT"] = spy
     ticks: list[object] = []

@@ -128,7 +128,7 @@ class SubscriberStats(msgspec.Struct, frozen=True):
 class _Route:
     """Subscribers of one event type, as tuples that ``publish`` iterates without copying."""
 
-    __slots__ = ("bus", "count", "event_type", "pushes", "subs", "sync")
+    __slots__ = ("bus", "callbacks", "count", "event_type", "pushes", "subs", "sync")
 
     def __init__(self, bus: EventBus, event_type: EventType) -> None:
         self.bus = bus
@@ -137,6 +137,7 @@ class _Route:
         self.count = 0
         self.subs: list[Subscription] = []
         self.sync: tuple[_SyncSubscription, ...] = ()
+        self.callbacks: tuple[Callable[[Any], None], ...] = ()
         self.pushes: tuple[Callable[[Any], None], ...] = ()
 
     def deliver(self, event: Any) -> None:
@@ -145,16 +146,23 @@ class _Route:
         if not bus._running:
             bus._publish_not_running(self.event_type)
         self.count += 1
-        for s in self.sync:
+        for callback in self.callbacks:
             try:
-                s.callback(event)
+                callback(event)
             except Exception as exc:
-                bus._report_error(s, exc, "callback")
+                self._callback_failed(callback, exc)
         for push in self.pushes:
             push(event)
 
+    def _callback_failed(self, callback: Callable[[Any], None], exc: Exception) -> None:
+        for sub in self.sync:  # the error path only: find whose callback raised
+            if sub.callback is callback:
+                self.bus._report_error(sub, exc, "callback")
+                return
+
     def rebuild(self) -> None:
         self.sync = tuple(s for s in self.subs if isinstance(s, _SyncSubscription))
+        self.callbacks = tuple(s.callback for s in self.sync)
         self.pushes = tuple(s._push for s in self.subs if isinstance(s, _QueuedSubscription))
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hean.core.clock import Clock, SystemClock
-from hean.core.events import EventType, TickEvent
+from hean.core.events import EventType
 from hean.core.lifecycle import ConnectionState
 from hean.exchange.bybit.endpoints import max_args_per_request, public_url, validate_category
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
@@ -142,8 +142,6 @@ class BybitPublicWebSocket:
             max_message_size=max_message_size,
             ssl_context=ssl_context,
         )
-        self.tickers = TickerCache(category)
-        self._apply_ticker = self.tickers.apply
         self.unexpected_topics = 0
         self._publish = bus.publish
         publisher = getattr(bus, "publisher", None)
@@ -152,7 +150,7 @@ class BybitPublicWebSocket:
             if publisher is not None
             else functools.partial(bus.publish, EventType.TICK)
         )
-        self._wall_offset = 0.0
+        self.tickers = TickerCache(category, self._publish_tick, self._resync)
         self._live = asyncio.Event()
 
     @property
@@ -264,7 +262,7 @@ class BybitPublicWebSocket:
     def _sync_wall_clock(self) -> None:
         # Wall time is derived from the monotonic reading of each socket read plus this offset,
         # so the hot path makes no extra clock call. Refreshed on every state change.
-        self._wall_offset = self.clock.wall_ms() / 1000.0 - self.clock.monotonic()
+        self.tickers.wall_offset = self.clock.wall_ms() / 1000.0 - self.clock.monotonic()
 
     def _publish_control(self, event_type: EventType, event: Any) -> None:
         if event_type is EventType.CONNECTION_STATE:
@@ -280,32 +278,14 @@ class BybitPublicWebSocket:
         """Frames for topics without a registered route: route them, or count and drop."""
         topic: str = frame.topic  # type: ignore[assignment]  # data frames have a topic
         if topic.startswith("tickers.") and topic in self.session.subscriptions.topics:
-            self.session.routes[topic] = self._on_ticker
-            self._on_ticker(frame, now)
+            handler = self.tickers.apply
+            self.session.routes[topic] = handler
+            handler(frame, now)
         else:
             self.unexpected_topics += 1
 
-    def _on_ticker(self, frame: Frame, now: float) -> None:
-        state = self._apply_ticker(frame, now)
-        if state.needs_resync:
-            state.needs_resync = False
-            self.connection.run_actions(
-                self.session.resync(state.topic, "ticker delta before snapshot", now)
-            )
-        self._publish_tick(
-            TickEvent(
-                state.symbol,
-                self.category,
-                state.last_price,
-                state.bid,
-                state.ask,
-                state.exchange_ts,
-                now,
-                int((now + self._wall_offset) * 1000.0),
-                frame.type != "delta",
-                state,
-            ),
-        )
+    def _resync(self, topic: str, now: float) -> None:
+        self.connection.run_actions(self.session.resync(topic, "ticker delta before snapshot", now))
 
 
 def _symbols(symbols: Iterable[str]) -> list[str]:

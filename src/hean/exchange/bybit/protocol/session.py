@@ -162,7 +162,7 @@ class Session:
     ) -> None:
         self.config = config
         self.on_data = on_data
-        self.routes: dict[str, Callable[[Frame, float], None]] = {}
+        self.routes: dict[str, Callable[[Frame, float], object]] = {}
         """Per-topic data handlers (the fast path); topics not here go to ``on_data``."""
         self.on_control: Callable[[Frame, FrameKind, float], None] | None = None
         """Optional hook for control frames this class does not handle (auth, trade acks)."""

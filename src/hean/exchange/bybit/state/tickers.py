@@ -17,8 +17,10 @@ The time each field last changed is kept (monotonic seconds), so staleness can b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from hean.core.events import TickEvent
 from hean.exchange.bybit.protocol.codec import Frame
 
 __all__ = ["TickerCache", "TickerState"]
@@ -101,14 +103,39 @@ class TickerState:
 
 
 class TickerCache:
-    """All tickers of one category, keyed by topic (``tickers.<symbol>``)."""
+    """All tickers of one category, keyed by topic (``tickers.<symbol>``).
 
-    __slots__ = ("_ask_key", "_bid_key", "by_symbol", "by_topic", "category")
+    Args:
+        category: ``linear``, ``inverse``, ``spot`` or ``option``.
+        publish: called with a :class:`TickEvent` for every applied message (optional).
+        on_resync: called with ``(topic, now)`` when a topic needs a fresh snapshot (a delta
+            arrived before any snapshot); when set, ``needs_resync`` is cleared for the caller.
+    """
 
-    def __init__(self, category: str) -> None:
+    __slots__ = (
+        "_ask_key",
+        "_bid_key",
+        "by_symbol",
+        "by_topic",
+        "category",
+        "on_resync",
+        "publish",
+        "wall_offset",
+    )
+
+    def __init__(
+        self,
+        category: str,
+        publish: Callable[[TickEvent], None] | None = None,
+        on_resync: Callable[[str, float], None] | None = None,
+    ) -> None:
         if category not in _BID_ASK_KEYS:
             raise ValueError(f"unknown category {category!r}")
         self.category = category
+        self.publish = publish
+        self.on_resync = on_resync
+        self.wall_offset = 0.0
+        """Seconds to add to monotonic ``now`` to get Unix time (for ``recv_wall_ms``)."""
         self._bid_key, self._ask_key = _BID_ASK_KEYS[category]
         self.by_topic: dict[str, TickerState] = {}
         self.by_symbol: dict[str, TickerState] = {}
@@ -128,11 +155,12 @@ class TickerCache:
             state.resync_requested = False
 
     def apply(self, frame: Frame, now: float) -> TickerState:
-        """Merge one ticker frame and return the ticker.
+        """Merge one ticker frame, publish its :class:`TickEvent`, and return the ticker.
 
-        When a delta arrives before any snapshot, the returned state has ``needs_resync`` set
-        (once per snapshot-less run of deltas): the caller should resubscribe the topic and
-        clear the flag.
+        This is the data-path handler registered for each ticker topic. When a delta arrives
+        before any snapshot, ``needs_resync`` is set (once per snapshot-less run of deltas): the
+        ``on_resync`` callback is called and the flag cleared, or, without a callback, the
+        caller should resubscribe the topic and clear it.
 
         Raises:
             ValueError: the frame carries no ticker object (counted and dropped by the caller).
@@ -188,6 +216,25 @@ class TickerCache:
         if cs is not None:
             state.cs = cs
         state.updated_at = now
+        publish = self.publish
+        if publish is not None:
+            publish(
+                TickEvent(
+                    state.symbol,
+                    self.category,
+                    state.last_price,
+                    state.bid,
+                    state.ask,
+                    state.exchange_ts,
+                    now,
+                    int((now + self.wall_offset) * 1000.0),
+                    frame.type != "delta",
+                    state,
+                )
+            )
+        if state.needs_resync and self.on_resync is not None:
+            state.needs_resync = False
+            self.on_resync(topic, now)
         return state
 
     def _new_state(self, topic: str, data: dict[str, Any]) -> TickerState:
