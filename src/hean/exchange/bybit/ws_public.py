@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import random
 import ssl
 from collections.abc import Callable, Iterable
@@ -36,10 +37,49 @@ from hean.exchange.bybit.protocol.backoff import BackoffPolicy
 from hean.exchange.bybit.protocol.codec import Frame
 from hean.exchange.bybit.protocol.heartbeat import HeartbeatPolicy
 from hean.exchange.bybit.protocol.session import Session, SessionConfig
+from hean.exchange.bybit.state.orderbook import OrderBook, OrderBookCache, book_event
+from hean.exchange.bybit.state.public import kline_event, liquidation_event, trade_event
 from hean.exchange.bybit.state.tickers import TickerCache, TickerState
 from hean.exchange.bybit.transport import DEFAULT_MAX_MESSAGE, WsConnection
 
-__all__ = ["BybitPublicWebSocket", "ConnectError", "ConnectionStats", "EventSink"]
+log = logging.getLogger("hean.public")
+
+__all__ = [
+    "BOOK_DEPTHS",
+    "KLINE_INTERVALS",
+    "BybitPublicWebSocket",
+    "ConnectError",
+    "ConnectionStats",
+    "EventSink",
+]
+
+BOOK_DEPTHS: dict[str, tuple[int, ...]] = {
+    "linear": (1, 50, 200, 1000),
+    "inverse": (1, 50, 200, 1000),
+    "spot": (1, 50, 200, 1000),
+    "option": (25, 100),
+}
+"""Order book depths Bybit offers per category (protocol.md §5.2)."""
+
+KLINE_INTERVALS: tuple[str, ...] = (
+    "1",
+    "3",
+    "5",
+    "15",
+    "30",
+    "60",
+    "120",
+    "240",
+    "360",
+    "720",
+    "D",
+    "W",
+    "M",
+)
+"""Kline intervals (minutes, then day / week / month)."""
+
+BOOK_RESYNC_INTERVAL = 1.0
+"""Minimum seconds between two resubscribes of the same order book topic."""
 
 
 class EventSink(Protocol):
@@ -144,13 +184,16 @@ class BybitPublicWebSocket:
         )
         self.unexpected_topics = 0
         self._publish = bus.publish
-        publisher = getattr(bus, "publisher", None)
-        self._publish_tick: Callable[[Any], None] = (
-            publisher(EventType.TICK)
-            if publisher is not None
-            else functools.partial(bus.publish, EventType.TICK)
-        )
+        self._publish_tick = self._publisher(EventType.TICK)
         self.tickers = TickerCache(category, self._publish_tick, self._resync)
+        self.books = OrderBookCache(category)
+        self._publish_book = self._publisher(EventType.ORDERBOOK)
+        self._publish_trade = self._publisher(EventType.TRADE)
+        self._publish_kline = self._publisher(EventType.KLINE)
+        self._publish_liquidation = self._publisher(EventType.LIQUIDATION)
+        self._book_resync_sent: dict[str, float] = {}
+        self._book_resync_due: dict[str, float] = {}
+        self.book_resyncs = 0
         self._live = asyncio.Event()
 
     @property
@@ -202,14 +245,57 @@ class BybitPublicWebSocket:
     async def unsubscribe_tickers(self, symbols: Iterable[str]) -> None:
         self.unsubscribe([f"tickers.{s}" for s in _symbols(symbols)])
 
+    async def subscribe_orderbook(self, symbols: Iterable[str], depth: int = 50) -> None:
+        """Subscribe ``orderbook.<depth>.<symbol>``; read books with :meth:`orderbook`.
+
+        Raises:
+            ValueError: Bybit offers no such depth for this category.
+        """
+        allowed = BOOK_DEPTHS[self.category]
+        if depth not in allowed:
+            raise ValueError(
+                f"order book depth {depth!r} is not offered for {self.category}: "
+                f"choose one of {', '.join(map(str, allowed))}"
+            )
+        self.subscribe([f"orderbook.{depth}.{s}" for s in _symbols(symbols)])
+
+    async def unsubscribe_orderbook(self, symbols: Iterable[str], depth: int = 50) -> None:
+        topics = [f"orderbook.{depth}.{s}" for s in _symbols(symbols)]
+        self.unsubscribe(topics)
+        for topic in topics:
+            self.books.remove(topic)
+
+    async def subscribe_trades(self, symbols: Iterable[str]) -> None:
+        """Subscribe ``publicTrade.<symbol>`` (options: the base coin, e.g. ``BTC``)."""
+        self.subscribe([f"publicTrade.{s}" for s in _symbols(symbols)])
+
+    async def subscribe_klines(self, symbols: Iterable[str], interval: str | int = "1") -> None:
+        """Subscribe ``kline.<interval>.<symbol>``; events carry ``confirm`` (candle closed)."""
+        interval = str(interval)
+        if interval not in KLINE_INTERVALS:
+            raise ValueError(
+                f"kline interval {interval!r} is not offered: choose one of "
+                f"{', '.join(KLINE_INTERVALS)}"
+            )
+        if self.category == "option":
+            raise ValueError("Bybit offers no kline stream on the option endpoint")
+        self.subscribe([f"kline.{interval}.{s}" for s in _symbols(symbols)])
+
+    async def subscribe_liquidations(self, symbols: Iterable[str]) -> None:
+        """Subscribe ``allLiquidation.<symbol>`` (linear and inverse contracts only)."""
+        if self.category not in ("linear", "inverse"):
+            raise ValueError(
+                f"Bybit publishes liquidations for linear and inverse contracts, "
+                f"not {self.category}"
+            )
+        self.subscribe([f"allLiquidation.{s}" for s in _symbols(symbols)])
+
     def subscribe(self, topics: Iterable[str]) -> None:
         """Subscribe raw topics (sent now if live, otherwise on connect)."""
         self.connection.run_actions(self.session.subscribe(list(topics), self.clock.monotonic()))
 
     def unsubscribe(self, topics: Iterable[str]) -> None:
-        self.connection.run_actions(
-            self.session.unsubscribe(list(topics), self.clock.monotonic())
-        )
+        self.connection.run_actions(self.session.unsubscribe(list(topics), self.clock.monotonic()))
 
     async def wait_subscribed(self, topics: Iterable[str], timeout: float = 10.0) -> dict[str, str]:
         """Wait until each topic is confirmed or rejected; returns topic -> status."""
@@ -229,6 +315,14 @@ class BybitPublicWebSocket:
     def ticker(self, symbol: str) -> TickerState | None:
         """The merged ticker of ``symbol`` (``None`` before its first message)."""
         return self.tickers.get(symbol)
+
+    def orderbook(self, symbol: str, depth: int | None = None) -> OrderBook | None:
+        """The order book of ``symbol`` (the deepest subscribed when ``depth`` is ``None``).
+
+        Check ``book.valid``: an invalid book (gap, crossed, awaiting snapshot) is being resynced
+        and must not be trusted.
+        """
+        return self.books.get(symbol, depth)
 
     @property
     def stats(self) -> ConnectionStats:
@@ -269,23 +363,96 @@ class BybitPublicWebSocket:
             self._sync_wall_clock()
             if event.new is ConnectionState.LIVE:
                 self.tickers.reset_all()
+                self.books.reset_all()
+                self._book_resync_sent.clear()
+                self._book_resync_due.clear()
                 self._live.set()
             else:
                 self._live.clear()
         self._publish(event_type, event)
 
+    def _publisher(self, event_type: EventType) -> Callable[[Any], None]:
+        publisher = getattr(self.bus, "publisher", None)
+        if publisher is not None:
+            return publisher(event_type)  # type: ignore[no-any-return]
+        return functools.partial(self.bus.publish, event_type)
+
+    def _wall_ms(self, now: float) -> int:
+        return int((now + self.tickers.wall_offset) * 1000.0)
+
     def _on_data(self, frame: Frame, now: float) -> None:
         """Frames for topics without a registered route: route them, or count and drop."""
         topic: str = frame.topic  # type: ignore[assignment]  # data frames have a topic
-        if topic.startswith("tickers.") and topic in self.session.subscriptions.topics:
-            handler = self.tickers.apply
-            self.session.routes[topic] = handler
-            handler(frame, now)
-        else:
+        handler = self._handler_for(topic)
+        if handler is None:
             self.unexpected_topics += 1
+            return
+        self.session.routes[topic] = handler
+        handler(frame, now)
+
+    def _handler_for(self, topic: str) -> Callable[[Frame, float], object] | None:
+        if topic not in self.session.subscriptions.topics:
+            return None
+        kind = topic.split(".", 1)[0]
+        if kind == "tickers":
+            return self.tickers.apply
+        if kind == "orderbook" and topic.split(".")[1].isdigit():
+            return self._on_book
+        return {
+            "publicTrade": self._on_trade,
+            "kline": self._on_kline,
+            "allLiquidation": self._on_liquidation,
+            "liquidation": self._on_liquidation,
+        }.get(kind)
 
     def _resync(self, topic: str, now: float) -> None:
         self.connection.run_actions(self.session.resync(topic, "ticker delta before snapshot", now))
+
+    def _on_book(self, frame: Frame, now: float) -> None:
+        book = self.books.apply(frame, now)
+        if not book.valid:
+            self._book_invalid(book, now)
+        self._publish_book(book_event(book, frame, self._wall_ms(now)))
+
+    def _book_invalid(self, book: OrderBook, now: float) -> None:
+        """Resubscribe an invalid book's topic (only that topic), at most once a second.
+
+        A resync asked for within a second of the previous one is deferred; it is sent with the
+        first frame of that topic after the second is over (an invalid book's deltas keep
+        arriving until the resubscribe, so a deferred resync is never forgotten).
+        """
+        topic = book.topic
+        if book.needs_resync:
+            book.needs_resync = False
+            last = self._book_resync_sent.get(topic)
+            if last is not None and now - last < BOOK_RESYNC_INTERVAL:
+                self._book_resync_due[topic] = last + BOOK_RESYNC_INTERVAL
+                return
+        else:
+            due = self._book_resync_due.get(topic)
+            if due is None or now < due:
+                return
+        self._book_resync_due.pop(topic, None)
+        self._book_resync_sent[topic] = now
+        self.book_resyncs += 1
+        log.warning(
+            "%s: order book %s invalid (%s): resubscribing",
+            self.name,
+            topic,
+            book.invalid_reason,
+        )
+        self.connection.run_actions(
+            self.session.resync(topic, book.invalid_reason or "invalid book", now)
+        )
+
+    def _on_trade(self, frame: Frame, now: float) -> None:
+        self._publish_trade(trade_event(frame, self.category, now, self._wall_ms(now)))
+
+    def _on_kline(self, frame: Frame, now: float) -> None:
+        self._publish_kline(kline_event(frame, self.category, now, self._wall_ms(now)))
+
+    def _on_liquidation(self, frame: Frame, now: float) -> None:
+        self._publish_liquidation(liquidation_event(frame, self.category, now, self._wall_ms(now)))
 
 
 def _symbols(symbols: Iterable[str]) -> list[str]:

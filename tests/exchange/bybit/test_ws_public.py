@@ -1,0 +1,156 @@
+"""BybitPublicWebSocket routing and validation, driven through its session (no sockets)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from hean.core.bus import EventBus
+from hean.core.events import EventType
+from hean.exchange.bybit.protocol.session import Action, Send
+from hean.exchange.bybit.ws_public import BybitPublicWebSocket
+from tests.conftest import example
+
+URL = "ws://127.0.0.1:1/v5/public/linear"
+
+
+class Harness:
+    def __init__(self, category: str = "linear") -> None:
+        self.bus = EventBus()
+        self.events: dict[EventType, list[Any]] = {t: [] for t in EventType}
+        for kind in EventType:
+            self.bus.subscribe(kind, self.events[kind].append)
+        self.ws = BybitPublicWebSocket(self.bus, category, url=URL)
+        self.sent: list[dict[str, Any]] = []
+        self.ws.connection.run_actions = self._record  # type: ignore[method-assign]
+
+    def _record(self, actions: list[Action]) -> None:
+        for a in actions:
+            if isinstance(a, Send):
+                self.sent.append(json.loads(a.payload))
+
+    def live(self) -> None:
+        self.ws.session.start(0.0)
+        self._record(self.ws.session.connected(0.0))
+        self.sent.clear()
+
+    def feed(self, message: dict[str, Any], now: float = 1.0) -> None:
+        actions = self.ws.session.receive(json.dumps(message).encode(), now)
+        if actions:
+            self._record(actions)
+
+
+@pytest.fixture
+def h() -> Harness:
+    import warnings
+
+    warnings.simplefilter("ignore", RuntimeWarning)  # the bus is not started in these tests
+    harness = Harness()
+    harness.live()
+    return harness
+
+
+def book_msg(u: int, kind: str = "delta", b: Any = None, a: Any = None) -> dict[str, Any]:
+    return {
+        "topic": "orderbook.50.BTCUSDT",
+        "type": kind,
+        "ts": 1,
+        "cts": 1,
+        "data": {"s": "BTCUSDT", "b": b or [], "a": a or [], "u": u, "seq": u},
+    }
+
+
+async def test_orderbook_events_accessor_and_validity(h: Harness) -> None:
+    await h.ws.subscribe_orderbook(["BTCUSDT"], depth=50)
+    assert h.sent[-1]["args"] == ["orderbook.50.BTCUSDT"]
+    h.feed(example("orderbook_snapshot"))
+    [event] = h.events[EventType.ORDERBOOK]
+    assert event.valid and event.is_snapshot and event.symbol == "BTCUSDT"
+    book = h.ws.orderbook("BTCUSDT")
+    assert book is event.book and book.best_bid == ("16493.50", "0.006")
+    u = example("orderbook_snapshot")["data"]["u"]
+    h.feed(book_msg(u + 1, b=[["16493.50", "0"]]))
+    assert book.valid and book.best_bid == ("16493.00", "0.100")
+
+
+async def test_gap_invalidates_and_resubscribes_only_that_topic(h: Harness) -> None:
+    await h.ws.subscribe_orderbook(["BTCUSDT", "ETHUSDT"], depth=50)
+    h.feed(book_msg(10, "snapshot", [["100", "1"]], [["101", "1"]]))
+    h.sent.clear()
+    h.feed(book_msg(12, b=[["99", "1"]]))  # u 11 missing
+    event = h.events[EventType.ORDERBOOK][-1]
+    assert not event.valid and "gap" in (event.book.invalid_reason or "")
+    assert [(m["op"], m["args"]) for m in h.sent] == [
+        ("unsubscribe", ["orderbook.50.BTCUSDT"]),
+        ("subscribe", ["orderbook.50.BTCUSDT"]),
+    ]
+    assert h.ws.book_resyncs == 1 and h.ws.stats.reconnects == 0
+    h.feed(book_msg(13, b=[["98", "1"]]))  # while invalid: no second resync
+    assert len(h.sent) == 2
+    h.feed(book_msg(1, "snapshot", [["100", "2"]], [["101", "1"]]))
+    assert h.ws.orderbook("BTCUSDT").valid  # type: ignore[union-attr]
+
+
+async def test_book_resyncs_are_rate_limited_and_deferred_not_lost(h: Harness) -> None:
+    await h.ws.subscribe_orderbook(["BTCUSDT"], depth=50)
+    h.feed(book_msg(10, "snapshot", [["100", "1"]], [["101", "1"]]), now=1.0)
+    h.sent.clear()
+    h.feed(book_msg(12), now=1.1)  # gap -> resync 1
+    h.feed(book_msg(5, "snapshot", [["100", "1"]], [["101", "1"]]), now=1.2)
+    h.feed(book_msg(9), now=1.3)  # gap again within a second -> deferred
+    assert sum(m["op"] == "subscribe" for m in h.sent) == 1
+    h.feed(book_msg(10), now=1.6)  # still within the second: nothing
+    assert sum(m["op"] == "subscribe" for m in h.sent) == 1
+    h.feed(book_msg(11), now=2.2)  # due now: the deferred resync goes out
+    assert sum(m["op"] == "subscribe" for m in h.sent) == 2
+    assert h.ws.book_resyncs == 2
+
+
+async def test_trades_klines_liquidations_are_routed(h: Harness) -> None:
+    await h.ws.subscribe_trades(["BTCUSDT"])
+    await h.ws.subscribe_klines(["BTCUSDT"], 5)
+    await h.ws.subscribe_liquidations(["ROSEUSDT"])
+    h.feed(example("public_trade"))
+    h.feed(example("kline"))
+    h.feed(example("liquidation"))
+    [trade] = h.events[EventType.TRADE]
+    [kline] = h.events[EventType.KLINE]
+    [liq] = h.events[EventType.LIQUIDATION]
+    assert trade.symbol == "BTCUSDT" and trade.trades[0].price == "16578.50"
+    assert kline.interval == "5" and kline.klines[0].confirm is False
+    assert liq.symbol == "ROSEUSDT" and liq.liquidations[0].side == "Sell"
+
+
+async def test_unsubscribed_topics_are_counted_and_dropped(h: Harness) -> None:
+    h.feed(example("public_trade"))
+    h.feed(example("orderbook_snapshot"))
+    assert h.ws.unexpected_topics == 2
+    assert h.events[EventType.TRADE] == [] and h.events[EventType.ORDERBOOK] == []
+
+
+async def test_bad_data_is_counted_not_fatal(h: Harness) -> None:
+    await h.ws.subscribe_trades(["BTCUSDT"])
+    h.feed({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": 1, "data": [{"x": 1}]})
+    assert h.ws.stats.data_errors == 1
+    h.feed(example("public_trade"))
+    assert len(h.events[EventType.TRADE]) == 1
+
+
+async def test_validation_of_depths_intervals_and_categories() -> None:
+    bus = EventBus()
+    linear = BybitPublicWebSocket(bus, "linear", url=URL)
+    with pytest.raises(ValueError, match="depth 30 is not offered for linear"):
+        await linear.subscribe_orderbook(["BTCUSDT"], depth=30)
+    with pytest.raises(ValueError, match="interval '2' is not offered"):
+        await linear.subscribe_klines(["BTCUSDT"], 2)
+    spot = BybitPublicWebSocket(bus, "spot", url=URL)
+    with pytest.raises(ValueError, match="not spot"):
+        await spot.subscribe_liquidations(["BTCUSDT"])
+    option = BybitPublicWebSocket(bus, "option", url=URL)
+    await option.subscribe_orderbook(["BTC-6JAN23-17500-C"], depth=25)
+    with pytest.raises(ValueError, match="choose one of 25, 100"):
+        await option.subscribe_orderbook(["BTC-6JAN23-17500-C"], depth=50)
+    with pytest.raises(ValueError, match="empty symbol"):
+        await linear.subscribe_trades([" "])
