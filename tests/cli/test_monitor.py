@@ -180,3 +180,55 @@ def test_verdict_reasons() -> None:
     report = tr.report(4.5, {"url": "u"})
     assert report["symbols"]["A"]["longest_gap_s"] == pytest.approx(3.1)
     assert report["ticks"] == 13 and report["url"] == "u"
+
+
+def test_books_verdict_and_report_fields() -> None:
+    from hean.core.events import OrderBookEvent
+
+    tr = MonitorTracker(["A"], started_at=0.0, max_gap=5.0, books=True)
+    tr.on_state(_state(S.LIVE, t=0.0))
+    tr.on_tick(_tick("A", 0.5))
+    stable, reasons = tr.verdict(1.0)
+    assert not stable
+    assert reasons == ["A order book never received at the end"]
+
+    def book(valid: bool) -> OrderBookEvent:
+        return OrderBookEvent(
+            "A",
+            "linear",
+            "orderbook.50.A",
+            50,
+            False,
+            [],
+            [],
+            2,
+            2,
+            0,
+            0,
+            0.6,
+            0,
+            valid,
+            ("100.5", "1"),
+            ("101", "2"),
+            None,
+        )
+
+    tr.on_book(book(False))
+    tr.on_subscription(
+        SubscriptionEvent("c", "orderbook.50.A", SubscriptionStatus.RESYNC, "gap", 1)
+    )
+    assert tr.verdict(1.0)[1] == ["A order book invalid at the end"]
+    tr.on_book(book(True))
+    assert tr.verdict(1.0) == (True, [])
+    row = tr.report(1.0, {})["symbols"]["A"]
+    assert row["best_bid"] == 100.5 and row["best_ask"] == 101.0 and row["spread"] == 0.5
+    assert row["book_resyncs"] == 1 and row["book_valid"] is True
+
+
+def test_books_depth_is_validated(capsys: pytest.CaptureFixture[str]) -> None:
+    from hean.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["monitor", "--sim", "--books", "30"])
+    assert exc.value.code == 2
+    assert "linear offers depths 1, 50, 200, 1000" in capsys.readouterr().err

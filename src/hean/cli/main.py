@@ -107,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest silence per symbol still called stable (default 10)",
     )
     mon.add_argument(
+        "--books",
+        type=int,
+        default=None,
+        metavar="DEPTH",
+        help="also watch order books of this depth (1, 50, 200, 1000; option 25, 100)",
+    )
+    mon.add_argument(
         "--sim-rate",
         type=_positive_float,
         default=10.0,
@@ -127,11 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated symbols for linear and spot (default: five majors)",
     )
-    sim.add_argument("--rate", type=_positive_float, default=10.0, metavar="PER_SECOND",
-                     help="ticker messages per second per symbol (default 10)")
+    sim.add_argument(
+        "--rate",
+        type=_positive_float,
+        default=10.0,
+        metavar="PER_SECOND",
+        help="ticker messages per second per symbol (default 10)",
+    )
     sim.add_argument("--seed", type=int, default=1)
-    sim.add_argument("--idle-timeout", type=_positive_float, default=None, metavar="SECONDS",
-                     help="cut public clients that send no ping for this long")
+    sim.add_argument(
+        "--idle-timeout",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="cut public clients that send no ping for this long",
+    )
     return parser
 
 
@@ -156,7 +173,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             connect_timeout=args.connect_timeout,
             max_gap=args.max_gap,
             sim_rate=args.sim_rate,
+            books=args.books,
         )
+        if args.books is not None:
+            from hean.exchange.bybit.ws_public import BOOK_DEPTHS
+
+            if args.books not in BOOK_DEPTHS[args.category]:
+                depths = ", ".join(map(str, BOOK_DEPTHS[args.category]))
+                parser.error(f"--books {args.books}: {args.category} offers depths {depths}")
         return _run(lambda stop: run_monitor(opts, stop_event=stop))
     if args.command == "sim":
         from hean.cli.sim import SimOptions, run_sim

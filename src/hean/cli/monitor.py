@@ -54,6 +54,8 @@ class MonitorOptions:
     sim_rate: float = 10.0
     """Emulator ticker messages per second per symbol (``--sim`` only)."""
     refresh: float = 0.5
+    books: int | None = None
+    """Also subscribe ``orderbook.<books>`` and watch best bid/ask, spread and validity."""
 
 
 async def run_monitor(
@@ -97,8 +99,11 @@ async def run_monitor(
         connect_timeout=opts.connect_timeout,
         backoff=BackoffPolicy(),
     )
-    tracker = MonitorTracker(list(opts.symbols), clock.monotonic(), opts.max_gap)
+    tracker = MonitorTracker(
+        list(opts.symbols), clock.monotonic(), opts.max_gap, books=opts.books is not None
+    )
     bus.subscribe(EventType.TICK, tracker.on_tick, name="monitor")
+    bus.subscribe(EventType.ORDERBOOK, tracker.on_book, name="monitor")
     bus.subscribe(EventType.CONNECTION_STATE, tracker.on_state, name="monitor")
     bus.subscribe(EventType.SUBSCRIPTION, tracker.on_subscription, name="monitor")
     console.print(f"[bold]hean monitor[/] connecting to {ws.url} ({opts.category}) ...")
@@ -116,6 +121,8 @@ async def run_monitor(
                 out.write(json.dumps({"stable": False, "error": str(exc), "url": ws.url}) + "\n")
             return EXIT_NO_CONNECTION
         await ws.subscribe_tickers(opts.symbols)
+        if opts.books is not None:
+            await ws.subscribe_orderbook(opts.symbols, opts.books)
         tracker.started_at = clock.monotonic()
         await _watch(opts, ws, tracker, clock, stop, console)
         now = clock.monotonic()
@@ -188,11 +195,14 @@ def _view(ws: BybitPublicWebSocket, tracker: MonitorTracker, now: float) -> Tabl
         ),
         title_justify="left",
     )
-    for column in ("symbol", "ticks", "rate/s", "last price", "bid", "ask", "age s", "max gap s"):
+    columns = ["symbol", "ticks", "rate/s", "last price", "bid", "ask", "age s", "max gap s"]
+    if tracker.books:
+        columns += ["book bid", "book ask", "spread", "book", "resyncs"]
+    for column in columns:
         table.add_column(column, justify="right" if column != "symbol" else "left")
     for symbol, s in tracker.per_symbol.items():
         age = "-" if s.last_at is None else f"{now - s.last_at:.2f}"
-        table.add_row(
+        row = [
             symbol,
             str(s.ticks),
             f"{tracker.rate(symbol, now):.1f}",
@@ -201,7 +211,18 @@ def _view(ws: BybitPublicWebSocket, tracker: MonitorTracker, now: float) -> Tabl
             _fmt(s.ask),
             age,
             f"{tracker.gap_now(symbol, now):.2f}",
-        )
+        ]
+        if tracker.books:
+            bid = s.book_bid[0] if s.book_bid else "-"
+            ask = s.book_ask[0] if s.book_ask else "-"
+            spread = (
+                "-"
+                if not (s.book_bid and s.book_ask)
+                else (f"{float(s.book_ask[0]) - float(s.book_bid[0]):g}")
+            )
+            valid = {None: "-", True: "[green]valid[/]", False: "[red]INVALID[/]"}[s.book_valid]
+            row += [bid, ask, spread, valid, str(s.book_resyncs)]
+        table.add_row(*row)
     return table
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from hean.core.events import (
     ConnectionStateEvent,
+    OrderBookEvent,
     SubscriptionEvent,
     SubscriptionStatus,
     TickEvent,
@@ -27,6 +28,11 @@ class SymbolStats:
     ask: float | None = None
     max_lag_ms: float | None = None
     """Largest (local receive wall time - exchange ts) seen; needs synchronised clocks."""
+    book_bid: tuple[str, str] | None = None
+    book_ask: tuple[str, str] | None = None
+    book_valid: bool | None = None
+    book_updates: int = 0
+    book_resyncs: int = 0
 
 
 @dataclass(slots=True)
@@ -49,6 +55,8 @@ class MonitorTracker:
     state: ConnectionState = ConnectionState.IDLE
     live_at: float | None = None
     rejected: dict[str, str] = field(default_factory=dict)
+    books: bool = False
+    """Order books are watched too (``--books``): they must be seen and valid at the end."""
 
     def __post_init__(self) -> None:
         for symbol in self.symbols:
@@ -78,6 +86,15 @@ class MonitorTracker:
         if stats.max_lag_ms is None or lag > stats.max_lag_ms:
             stats.max_lag_ms = float(lag)
 
+    def on_book(self, event: OrderBookEvent) -> None:
+        stats = self.per_symbol.get(event.symbol)
+        if stats is None:
+            stats = self.per_symbol[event.symbol] = SymbolStats()
+        stats.book_updates += 1
+        stats.book_valid = event.valid
+        stats.book_bid = event.best_bid
+        stats.book_ask = event.best_ask
+
     def on_state(self, event: ConnectionStateEvent) -> None:
         self.state = event.new
         if event.new is ConnectionState.LIVE and self.live_at is None:
@@ -87,6 +104,10 @@ class MonitorTracker:
             self.reconnect_reasons.append(event.reason)
 
     def on_subscription(self, event: SubscriptionEvent) -> None:
+        if event.status is SubscriptionStatus.RESYNC and event.topic.startswith("orderbook."):
+            symbol = event.topic.rsplit(".", 1)[-1]
+            if symbol in self.per_symbol:
+                self.per_symbol[symbol].book_resyncs += 1
         if event.status is SubscriptionStatus.REJECTED:
             self.rejected[event.topic] = event.reason
         elif event.status is SubscriptionStatus.CONFIRMED:
@@ -122,6 +143,9 @@ class MonitorTracker:
             gap = self.gap_now(symbol, now)
             if gap > self.max_gap:
                 reasons.append(f"{symbol} went {gap:.1f}s without a tick (limit {self.max_gap:g}s)")
+            if self.books and stats.book_valid is not True:
+                state = "never received" if stats.book_valid is None else "invalid"
+                reasons.append(f"{symbol} order book {state} at the end")
         return not reasons, reasons
 
     def report(self, now: float, extra: dict[str, Any]) -> dict[str, Any]:
@@ -141,6 +165,17 @@ class MonitorTracker:
                 else None,
                 "max_lag_ms": stats.max_lag_ms,
             }
+            if self.books:
+                symbols[symbol].update(
+                    {
+                        "best_bid": _price(stats.book_bid),
+                        "best_ask": _price(stats.book_ask),
+                        "spread": _spread(stats.book_bid, stats.book_ask),
+                        "book_valid": stats.book_valid,
+                        "book_updates": stats.book_updates,
+                        "book_resyncs": stats.book_resyncs,
+                    }
+                )
         seen = sorted(s for s, st in self.per_symbol.items() if st.ticks)
         return {
             "duration_s": round(elapsed, 3),
@@ -155,3 +190,13 @@ class MonitorTracker:
             "symbols": symbols,
             **extra,
         }
+
+
+def _price(level: tuple[str, str] | None) -> float | None:
+    return None if level is None else float(level[0])
+
+
+def _spread(bid: tuple[str, str] | None, ask: tuple[str, str] | None) -> float | None:
+    if bid is None or ask is None:
+        return None
+    return round(float(ask[0]) - float(bid[0]), 12)
