@@ -16,18 +16,35 @@ from hean.core.lifecycle import ConnectionState
 
 if TYPE_CHECKING:  # annotations only: the exchange layer imports this module
     from hean.exchange.bybit.state.orderbook import OrderBook
+    from hean.exchange.bybit.state.private import (
+        Execution,
+        FastExecution,
+        Order,
+        Position,
+        Wallet,
+    )
     from hean.exchange.bybit.state.public import Kline, Liquidation, Trade
 
 __all__ = [
+    "PRIVATE_EVENT_TYPES",
+    "AuthEvent",
     "ConnectionStateEvent",
     "EventType",
+    "ExecutionEvent",
+    "ExecutionQualityEvent",
+    "GapEvent",
     "KlineEvent",
     "LiquidationEvent",
     "OrderBookEvent",
+    "OrderUpdateEvent",
+    "PositionUpdateEvent",
+    "StaleStatus",
+    "StalenessEvent",
     "SubscriptionEvent",
     "SubscriptionStatus",
     "TickEvent",
     "TradeEvent",
+    "WalletUpdateEvent",
 ]
 
 
@@ -48,6 +65,23 @@ class EventType(enum.StrEnum):
     """A kline (candle) message: :class:`KlineEvent`."""
     LIQUIDATION = "liquidation"
     """A liquidation message: :class:`LiquidationEvent`."""
+    ORDER_UPDATE = "order_update"
+    """A private ``order`` message (one or more orders): :class:`OrderUpdateEvent`."""
+    EXECUTION = "execution"
+    """A private ``execution`` / ``execution.fast`` message: :class:`ExecutionEvent`."""
+    POSITION_UPDATE = "position_update"
+    """A private ``position`` message: :class:`PositionUpdateEvent`."""
+    WALLET_UPDATE = "wallet_update"
+    """A private ``wallet`` message: :class:`WalletUpdateEvent`."""
+    AUTH = "auth"
+    """An authentication attempt was accepted or rejected: :class:`AuthEvent`."""
+    GAP = "gap"
+    """A stream was down and is back; updates may have been missed: :class:`GapEvent`."""
+    STALENESS = "staleness"
+    """A topic went stale, was escalated (resubscribed, connection recycled, feed down) or
+    recovered: :class:`StalenessEvent` (published by :mod:`hean.health`)."""
+    EXECUTION_QUALITY = "execution_quality"
+    """Whether it is safe to trade changed: :class:`ExecutionQualityEvent` (:mod:`hean.health`)."""
 
 
 class TickEvent(msgspec.Struct, frozen=True, gc=False):
@@ -196,3 +230,177 @@ class LiquidationEvent(msgspec.Struct, frozen=True, gc=False):
     """Local monotonic time the frame was read (seconds)."""
     recv_wall_ms: int
     """Local wall time the frame was read (Unix ms)."""
+
+
+# -- private streams (orders, executions, positions, wallet), auth and gaps -----------------------
+#
+# Private events describe the account: a consumer that misses one has a wrong view of its orders
+# or balances. Subscribe to them with ``OverflowPolicy.NEVER_DROP`` (or a sync callback), never
+# with a dropping or conflating queue; ``BybitPrivateWebSocket.subscribe_events`` does that.
+
+
+class OrderUpdateEvent(msgspec.Struct, frozen=True, gc=False):
+    """One private ``order`` (or ``order.<category>``) message: one or more order updates."""
+
+    connection: str
+    topic: str
+    orders: list[Order]
+    """:class:`~hean.exchange.bybit.state.private.Order` items, in the order Bybit sent them."""
+    msg_id: str | None
+    """The message ``id``."""
+    creation_time: int
+    """Exchange time the message was created (``creationTime``), Unix ms."""
+    recv_time: float
+    """Local monotonic time the frame was read (seconds)."""
+    recv_wall_ms: int
+    """Local wall time the frame was read (Unix ms)."""
+
+
+class ExecutionEvent(msgspec.Struct, frozen=True, gc=False):
+    """One private ``execution`` or ``execution.fast`` message (one or more fills).
+
+    ``fast`` tells which: fast executions are
+    :class:`~hean.exchange.bybit.state.private.FastExecution` (fewer fields, trades only), the
+    others :class:`~hean.exchange.bybit.state.private.Execution`.
+    """
+
+    connection: str
+    topic: str
+    fast: bool
+    executions: list[Execution] | list[FastExecution]
+    msg_id: str | None
+    creation_time: int
+    """``creationTime``, Unix ms."""
+    recv_time: float
+    recv_wall_ms: int
+
+
+class PositionUpdateEvent(msgspec.Struct, frozen=True, gc=False):
+    """One private ``position`` message (sent on every order create/amend/cancel, even with no
+    change)."""
+
+    connection: str
+    topic: str
+    positions: list[Position]
+    msg_id: str | None
+    creation_time: int
+    recv_time: float
+    recv_wall_ms: int
+
+
+class WalletUpdateEvent(msgspec.Struct, frozen=True, gc=False):
+    """One private ``wallet`` message (no snapshot on subscribe; UPL changes are not pushed)."""
+
+    connection: str
+    topic: str
+    wallets: list[Wallet]
+    msg_id: str | None
+    creation_time: int
+    recv_time: float
+    recv_wall_ms: int
+
+
+class AuthEvent(msgspec.Struct, frozen=True):
+    """An auth attempt on a private or trade connection was answered."""
+
+    connection: str
+    ok: bool
+    reason: str
+    """``ok``, or the failure reason: ``bad_key``, ``bad_signature``, ``expired``,
+    ``clock_skew``, ``too_many_sessions``, ``unknown``."""
+    message: str
+    """What is wrong, for humans (never a secret or signature)."""
+    ret_code: int | None
+    ret_msg: str | None
+    """What the server said."""
+    clock_offset_ms: float | None
+    """Measured ``server - local`` clock offset at the time, if known."""
+    retry_in: float | None
+    """Seconds until the automatic retry; ``None`` when there is none (success, or a bad key or
+    signature: call ``connect()`` again after fixing the credentials)."""
+    attempt: int
+    """Auth attempts so far on this session (1 for the first)."""
+    time: float
+    """Monotonic time of the answer."""
+
+
+class GapEvent(msgspec.Struct, frozen=True):
+    """``topic`` was down from ``down_since`` to ``up_at``: updates in between may be lost.
+
+    Published once per topic when a subscription that was live before a disconnect is confirmed
+    again. Reconcile through REST (open orders, executions since ``down_since_wall_ms``,
+    positions, wallet).
+    """
+
+    connection: str
+    topic: str
+    down_since: float
+    """Monotonic time the connection was lost."""
+    up_at: float
+    """Monotonic time the topic was confirmed again."""
+    duration: float
+    """``up_at - down_since``, seconds."""
+    reason: str
+    """Why the connection was lost (e.g. ``heartbeat_timeout``, ``server_close:1006``)."""
+    last_seen: float | None
+    """Monotonic time of the last frame received before the loss."""
+    down_since_wall_ms: int | None
+    """``down_since`` as Unix ms (when the shell gave the session a wall clock)."""
+    up_at_wall_ms: int | None
+
+
+PRIVATE_EVENT_TYPES: tuple[EventType, ...] = (
+    EventType.ORDER_UPDATE,
+    EventType.EXECUTION,
+    EventType.POSITION_UPDATE,
+    EventType.WALLET_UPDATE,
+    EventType.GAP,
+)
+"""The event types a private-stream consumer must never lose (subscribe with ``NEVER_DROP``)."""
+
+
+class StaleStatus(enum.StrEnum):
+    """The steps of one staleness episode of a topic (or of one ticker field)."""
+
+    STALE = "stale"
+    """No update for longer than the threshold: logged once, and the topic resubscribed."""
+    RECYCLED = "recycled"
+    """Still stale a while after the resubscribe: the connection was dropped and reopened."""
+    DOWN = "down"
+    """Still stale after the reconnect too: the feed is marked down (no further action)."""
+    RECOVERED = "recovered"
+    """Updates resumed: the episode is over."""
+
+
+class StalenessEvent(msgspec.Struct, frozen=True):
+    """A step of a staleness episode of ``topic`` (or of one of its ticker fields)."""
+
+    connection: str
+    topic: str
+    symbol: str
+    status: StaleStatus
+    field: str | None
+    """The ticker field judged stale (e.g. ``markPrice``), or ``None`` for the whole topic."""
+    age: float
+    """Seconds without an update (for a field: since it last changed) when this was decided;
+    for ``RECOVERED``, how long the episode lasted."""
+    threshold: float
+    """The threshold in force, seconds."""
+    time: float
+    """Monotonic time of the step."""
+
+
+class ExecutionQualityEvent(msgspec.Struct, frozen=True):
+    """Whether market data is good enough to trade on; published whenever ``ws_ok`` or
+    ``reasons`` change (see :class:`hean.health.ExecutionQuality`)."""
+
+    ws_ok: bool
+    """Every required connection is LIVE and every required topic is fresh."""
+    reasons: tuple[str, ...]
+    """Why not (empty when ``ws_ok``); stable texts, one per problem."""
+    ping_rtt: float | None
+    """Worst last ping round-trip time over the connections, seconds."""
+    lag: float | None
+    """Worst last exchange-to-local lag over the required topics, seconds."""
+    since: float
+    """Monotonic time of this change."""

@@ -10,10 +10,17 @@ fires during shutdown, or a socket error noticed while closing, can never revive
 ::
 
     IDLE ──► CONNECTING ──► AUTHENTICATING ──► LIVE
-                 │  ▲              │             │
-                 ▼  │              ▼             ▼
-               BACKOFF ◄───────────┴─────────────┘
+                 │  ▲              │    │          │
+                 ▼  │              │    ▼          │
+               BACKOFF ◄───────────┘  AUTH_FAILED  │
+                 ▲                      │ (slow retry or explicit restart ──► CONNECTING)
+                 └─────────────────────────────────┘
                  (any state but CLOSED) ──► STOPPING ──► CLOSED ──► CONNECTING (explicit restart)
+
+``AUTH_FAILED`` (private and trade streams only): the server rejected our credentials or our
+``expires``; the connection is closed and is retried only as the session's auth-retry policy
+allows (never in a tight loop). From there: ``CONNECTING`` (retry or explicit restart),
+``STOPPING`` (stop while the rejected socket is still closing) or ``CLOSED``.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ class ConnectionState(enum.StrEnum):
     """Connected; waiting for the auth ack (private and trade streams only)."""
     LIVE = "live"
     """Connected (and authenticated where needed); subscriptions are (re)sent on entry."""
+    AUTH_FAILED = "auth_failed"
+    """The server rejected authentication; waiting for a slow retry or the owner's restart."""
     BACKOFF = "backoff"
     """Disconnected; waiting for the reconnect delay (or an open circuit breaker) to pass."""
     STOPPING = "stopping"
@@ -49,7 +58,8 @@ S = ConnectionState
 TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
     S.IDLE: frozenset({S.CONNECTING, S.STOPPING, S.CLOSED}),
     S.CONNECTING: frozenset({S.AUTHENTICATING, S.LIVE, S.BACKOFF, S.STOPPING, S.CLOSED}),
-    S.AUTHENTICATING: frozenset({S.LIVE, S.BACKOFF, S.STOPPING, S.CLOSED}),
+    S.AUTHENTICATING: frozenset({S.LIVE, S.BACKOFF, S.AUTH_FAILED, S.STOPPING, S.CLOSED}),
+    S.AUTH_FAILED: frozenset({S.CONNECTING, S.STOPPING, S.CLOSED}),
     S.LIVE: frozenset({S.BACKOFF, S.STOPPING, S.CLOSED}),
     S.BACKOFF: frozenset({S.CONNECTING, S.STOPPING, S.CLOSED}),
     S.STOPPING: frozenset({S.CLOSED}),

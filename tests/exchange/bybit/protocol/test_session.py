@@ -271,3 +271,52 @@ def test_unsubscribe_sends_when_live_and_reports_when_not() -> None:
     session.connected(0.0)
     [req] = sends(session.unsubscribe(["b"], 1.0))
     assert req["op"] == "unsubscribe"
+
+
+class _Timer:
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.ticks: list[float] = []
+
+    def next_deadline(self) -> float | None:
+        return self.deadline
+
+    def tick(self, now: float) -> None:
+        self.ticks.append(now)
+
+
+def test_extra_timers_are_merged_into_deadlines_and_ticked() -> None:
+    session, _ = make()
+    session.start(0.0)
+    session.connected(0.0)
+    timer = _Timer(5.0)
+    session.timers.append(timer)
+    assert session.next_deadline() == 5.0  # earlier than the first ping (20 s)
+    session.tick(5.0)
+    assert timer.ticks == [5.0]
+    timer.deadline = None
+    assert session.next_deadline() == 20.0
+
+
+def test_drop_reconnects_with_the_given_reason() -> None:
+    session, _ = make()
+    assert session.drop("service_restarting:10019", 0.0) == []  # not connected: nothing
+    session.start(0.0)
+    session.connected(0.0)
+    assert Close(1011, "service_restarting:10019", True) in session.drop(
+        "service_restarting:10019", 1.0
+    )
+    assert session.drop("again", 1.1) == []  # already dropping
+    [state] = emits(session.disconnected("server_close:1006", 1.2), EventType.CONNECTION_STATE)
+    assert state.new is S.BACKOFF and state.reason == "service_restarting:10019"
+
+
+def test_op_responses_reach_on_response_with_the_raw_payload() -> None:
+    session, _ = make()
+    got: list[tuple[str | None, bytes]] = []
+    session.on_response = lambda frame, payload, now: got.append((frame.reqId, bytes(payload)))
+    session.start(0.0)
+    session.connected(0.0)
+    payload = example_bytes("order_create_response")
+    assert session.receive(payload, 1.0) is None
+    assert got == [("test-005", payload)]
