@@ -53,6 +53,9 @@ class RawListener(WSListener):
         self.data: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.all_data: list[dict[str, Any]] = []
         self.raw: list[bytes] = []
+        #: text frames that are not JSON objects, and binary frames, in arrival order
+        self.junk: list[bytes] = []
+        self.binary: list[bytes] = []
         self.pongs: asyncio.Queue[bytes] = asyncio.Queue()
         self.pings: list[bytes] = []
         self.close_code: int | None = None
@@ -64,12 +67,20 @@ class RawListener(WSListener):
         if kind == WSMsgType.TEXT:
             raw = frame.get_payload_as_bytes()
             self.raw.append(raw)
-            msg = json.loads(raw)
-            if isinstance(msg, dict) and "topic" in msg:
+            try:
+                msg = json.loads(raw)
+            except ValueError:
+                self.junk.append(raw)
+                return
+            if not isinstance(msg, dict):
+                self.junk.append(raw)
+            elif "topic" in msg:
                 self.all_data.append(msg)
                 self.data.put_nowait(msg)
             else:
                 self.replies.put_nowait(msg)
+        elif kind == WSMsgType.BINARY:
+            self.binary.append(frame.get_payload_as_bytes())
         elif kind == WSMsgType.PONG:
             self.pongs.put_nowait(frame.get_payload_as_bytes())
         elif kind == WSMsgType.PING:

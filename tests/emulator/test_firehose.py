@@ -147,3 +147,88 @@ def test_validation() -> None:
         build_frames(1, 0)
     with pytest.raises(ValueError):
         FirehoseServer(build_frames(1, 1), rate=0)
+
+
+def apply_books(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Apply order-book snapshots/deltas strictly (consecutive u, known deletes)."""
+    books: dict[str, dict[str, Any]] = {}
+    for msg in messages:
+        data = msg["data"]
+        symbol = data["s"]
+        if msg["type"] == "snapshot":
+            books[symbol] = {"b": dict(map(tuple, data["b"])), "a": dict(map(tuple, data["a"]))}
+        else:
+            book = books[symbol]
+            assert data["u"] == book["u"] + 1
+            for side in ("b", "a"):
+                for price, size in data[side]:
+                    if size == "0":
+                        del book[side][price]
+                    else:
+                        book[side][price] = size
+        books[symbol]["u"] = data["u"]
+    return {
+        s: (
+            sorted(b["b"].items(), key=lambda x: -float(x[0])),
+            sorted(b["a"].items(), key=lambda x: float(x[0])),
+        )
+        for s, b in books.items()
+    }
+
+
+@pytest.mark.parametrize(("topic", "depth"), [("orderbook.50", 50), ("orderbook.200", 200)])
+def test_build_book_frames(topic: str, depth: int) -> None:
+    frames = build_frames(300, 3, seed=4, topic=topic)
+    assert frames.count == 303 and frames.topic == topic and frames.replayable_from == 0
+    msgs = [json.loads(p) for p in parse_frames(frames.blob)]
+    assert [m["type"] for m in msgs[:3]] == ["snapshot"] * 3
+    assert all(m["type"] == "delta" for m in msgs[3:])
+    assert all(m["topic"] == f"{topic}.{m['data']['s']}" for m in msgs)
+    same_shape(msgs[0], example("orderbook_snapshot.json"))
+    same_shape(msgs[5], example("orderbook_delta.json"))
+    assert len(msgs[0]["data"]["b"]) == depth
+    assert apply_books(msgs) == frames.truth
+    assert build_frames(300, 3, seed=4, topic=topic).blob == frames.blob
+    with pytest.raises(ValueError, match="topic"):
+        build_frames(1, 1, topic="orderbook.1000")
+
+
+async def test_book_blast_repeats_whole_sequence() -> None:
+    frames = build_frames(2_000, 2, topic="orderbook.50")
+    async with FirehoseServer(frames, repeat=3) as server:
+        assert server.total == 3 * 2_002
+        listener, _ = await _receive(server.url(), server.total)
+        await server.wait_served(1, timeout=5)
+    msgs = listener.all_data
+    assert [m["type"] for m in msgs].count("snapshot") == 6
+    assert apply_books(msgs) == frames.truth
+
+
+def test_cli_book_topic() -> None:
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "hean.emulator.firehose", "--topic", "orderbook.200"),
+            *("--messages", "300", "--symbols", "2", "--close", "--once"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+
+        async def client() -> RawListener:
+            listener, _ = await _receive(url, 302)
+            return listener
+
+        listener = asyncio.run(client())
+        assert {m["topic"] for m in listener.all_data} == {
+            "orderbook.200.BTCUSDT",
+            "orderbook.200.ETHUSDT",
+        }
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

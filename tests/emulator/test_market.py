@@ -1,4 +1,4 @@
-"""Ticker model and ticker streams: shapes, deltas, merging, determinism."""
+"""Market model and ticker streams: determinism, tickers derived from the book, merging."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 from hean.core.clock import ManualClock
 from hean.emulator import Emulator, EmulatorConfig
 from hean.emulator.config import DEFAULT_SYMBOLS
-from hean.emulator.market import LINEAR_FIELDS, SPOT_FIELDS, Market, fmt_strip, fmt_units
+from hean.emulator.instruments import fmt_strip, fmt_units, instrument_spec
+from hean.emulator.market import Market, MarketParams
+from hean.emulator.ticker import LINEAR_FIELDS, SPOT_FIELDS
 
 from .conftest import connect, example, running, same_shape, until
 
@@ -29,63 +31,117 @@ def test_formatting() -> None:
     assert fmt_strip(0, 4) == "0"
 
 
-def test_model_deterministic() -> None:
-    def run(seed: int) -> list[Any]:
-        market = Market(DEFAULT_SYMBOLS, random.Random(seed), NOW)
-        out: list[Any] = []
-        for i in range(50):
-            for cat in ("linear", "inverse", "spot"):
-                for model in market.models(cat):
-                    out.append((cat, model.spec.symbol, model.step(NOW + i * 100), model.cs))
-        return out
+def test_instrument_ticks_and_lots() -> None:
+    btc = instrument_spec("linear", "BTCUSDT", random.Random(1))
+    assert btc.price_str(600001) == "60000.10" and btc.qty_str(5) == "0.005"
+    assert btc.parse_price("60000.1") == 600001 and btc.parse_qty("0.005") == 5
+    for bad in ("60000.15", "0", "-1", "1e5", "abc", ""):
+        with pytest.raises(ValueError):
+            btc.parse_price(bad)
+    inverse = instrument_spec("inverse", "BTCUSD", random.Random(1))
+    assert inverse.price_str(120001) == "60000.50"  # tick 0.50
+    assert inverse.notional(120000, 60000) == 10**8  # 60000 USD at 60000 = 1 BTC
+    assert btc.notional(600000, 1000) == 60000 * 10**5  # 1 BTC at 60000, 5 decimals
 
-    assert run(7) == run(7)
-    assert run(7) != run(8)
+
+def _run(seed: int, quanta: int = 200) -> list[Any]:
+    market = Market(DEFAULT_SYMBOLS, random.Random(seed), NOW)
+    out: list[Any] = []
+    for i in range(quanta):
+        for cat in market.categories():
+            for sym in market.markets(cat):
+                sym.advance(NOW + 10 * (i + 1), 0.01)
+    for cat in market.categories():
+        for sym in market.markets(cat):
+            out.append((cat, sym.symbol, sym.book.depth(20), sym.recent_trades(), sym.book.seq))
+    return out
+
+
+def test_model_deterministic() -> None:
+    assert _run(7) == _run(7)
+    assert _run(7) != _run(8)
 
 
 def test_symbols_independent_of_each_other() -> None:
     a = Market({"linear": ("BTCUSDT", "ETHUSDT")}, random.Random(3), NOW)
     b = Market({"linear": ("BTCUSDT", "ETHUSDT")}, random.Random(3), NOW)
-    for _ in range(20):
-        a.model("linear", "ETHUSDT").step(NOW)  # only a's ETH moves
-    assert [a.model("linear", "BTCUSDT").step(NOW) for _ in range(20)] == [
-        b.model("linear", "BTCUSDT").step(NOW) for _ in range(20)
-    ]
+    for i in range(50):
+        a.symbol("linear", "ETHUSDT").advance(NOW + i, 0.01)  # only a's ETH moves
+    for i in range(50):
+        a.symbol("linear", "BTCUSDT").advance(NOW + i, 0.01)
+        b.symbol("linear", "BTCUSDT").advance(NOW + i, 0.01)
+    assert a.symbol("linear", "BTCUSDT").book.depth() == b.symbol("linear", "BTCUSDT").book.depth()
+
+
+def test_book_shape_is_realistic() -> None:
+    market = Market({"linear": ("BTCUSDT",)}, random.Random(2), NOW)
+    sym = market.symbol("linear", "BTCUSDT")
+    for i in range(3000):
+        sym.advance(NOW + 10 * (i + 1), 0.01)
+        bid, ask = sym.book.best_bid(), sym.book.best_ask()
+        assert bid is not None and ask is not None and bid < ask
+        assert ask - bid <= 40, (bid, ask)  # the touch stays tight
+    bids, asks = sym.book.depth()
+    assert len(bids) > 150 and len(asks) > 150  # deep enough to exercise 200-level windows
+    assert sym.trade_count >= 100  # takers trade
+    params = MarketParams(activity=0.0)
+    quiet = Market({"linear": ("BTCUSDT",)}, random.Random(2), NOW, params).symbol(
+        "linear", "BTCUSDT"
+    )
+    before = quiet.book.depth()
+    quiet.advance(NOW + 10, 0.01)
+    assert quiet.book.depth() == before and quiet.trade_count == 0
 
 
 @pytest.mark.parametrize("category", ["linear", "inverse"])
 def test_deltas_realistic(category: str) -> None:
-    market = Market(DEFAULT_SYMBOLS, random.Random(11), NOW)
-    for model in market.models(category):
-        assert tuple(model.truth) == LINEAR_FIELDS
-        tick = Decimal(model.spec.tick).scaleb(-model.spec.price_dp)
-        with_last = 0
-        steps = 2000
-        for i in range(steps):
-            before = dict(model.truth)
-            changes = model.step(NOW + i * 100)
+    emu = Emulator(EmulatorConfig(auto_tick=False), clock=ManualClock())
+    feed = emu.venue.feed(category)
+    for symbol in emu.market.symbols(category):
+        feed.activate(symbol)
+    with_last = 0
+    steps = 400
+    for state in feed.tickers.values():
+        assert tuple(state.truth) == LINEAR_FIELDS
+    for _ in range(steps):
+        before = {s: (dict(t.truth), t.cs) for s, t in feed.tickers.items()}
+        feed.tick(1)
+        for symbol, state in feed.tickers.items():
+            spec = feed.markets[symbol].spec
+            tick = Decimal(spec.tick).scaleb(-spec.price_dp)
+            old, cs = before[symbol]
+            changes = {k: v for k, v in state.truth.items() if old[k] != v}
             assert changes, "every delta carries at least one field"
-            assert changes == {k: v for k, v in model.truth.items() if before[k] != v}
+            assert state.cs > cs
             with_last += "lastPrice" in changes
-            truth = model.truth
+            truth = state.truth
             for key in ("lastPrice", "markPrice", "bid1Price", "ask1Price"):
                 assert Decimal(truth[key]) % tick == 0, (key, truth[key])
             assert Decimal(truth["bid1Price"]) < Decimal(truth["ask1Price"])
             assert Decimal(truth["lowPrice24h"]) <= Decimal(truth["lastPrice"])
             assert Decimal(truth["lastPrice"]) <= Decimal(truth["highPrice24h"])
-        assert 0.20 <= with_last / steps <= 0.35, with_last / steps
+            # top of book and last trade come from the book and the trade feed
+            (bid,), (ask,) = emu.book_truth(category, symbol, 1)
+            assert (truth["bid1Price"], truth["bid1Size"]) == bid
+            assert (truth["ask1Price"], truth["ask1Size"]) == ask
+            trades = emu.trades_truth(category, symbol, 1)
+            if trades:
+                assert truth["lastPrice"] == trades[-1]["p"]
+                assert truth["tickDirection"] == trades[-1]["L"]
+    share = with_last / (steps * len(feed.tickers))
+    assert 0.12 <= share <= 0.45, share
 
 
 def test_start_prices_sane() -> None:
-    market = Market(DEFAULT_SYMBOLS, random.Random(1), NOW)
-    btc = float(market.model("linear", "BTCUSDT").truth["lastPrice"])
-    eth = float(market.model("spot", "ETHUSDT").truth["lastPrice"])
-    doge = market.model("linear", "DOGEUSDT").truth["lastPrice"]
+    emu = Emulator(EmulatorConfig(auto_tick=False), clock=ManualClock())
+    btc = float(emu.ticker_truth("linear", "BTCUSDT")["lastPrice"])
+    eth = float(emu.ticker_truth("spot", "ETHUSDT")["lastPrice"])
+    doge = emu.ticker_truth("linear", "DOGEUSDT")["lastPrice"]
     assert 50_000 < btc < 70_000 and 2_500 < eth < 3_500
     assert len(doge.split(".")[1]) == 5
-    assert tuple(market.model("spot", "BTCUSDT").truth) == SPOT_FIELDS
-    odd = Market({"linear": ("ZZZUSDT",)}, random.Random(1), NOW).model("linear", "ZZZUSDT")
-    assert float(odd.truth["lastPrice"]) > 0
+    assert tuple(emu.ticker_truth("spot", "BTCUSDT")) == SPOT_FIELDS
+    odd = Emulator(EmulatorConfig(symbols={"linear": ("ZZZUSDT",)}, auto_tick=False))
+    assert float(odd.ticker_truth("linear", "ZZZUSDT")["lastPrice"]) > 0
 
 
 async def test_linear_snapshot_then_deltas(emu: Emulator) -> None:
@@ -199,7 +255,16 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="port"):
         EmulatorConfig(port=70000)
     with pytest.raises(ValueError, match="unknown or data-less category"):
+        EmulatorConfig(symbols={"futures": ("BTCUSDT",)})
+    with pytest.raises(ValueError, match="invalid option symbol"):
         EmulatorConfig(symbols={"option": ("BTC-1",)})
+    with pytest.raises(ValueError, match="book_intervals"):
+        EmulatorConfig(book_intervals={30: 0.1})
+    with pytest.raises(ValueError, match="market_step"):
+        EmulatorConfig(market_step=0)
+    with pytest.raises(ValueError, match="orders_per_side"):
+        MarketParams(orders_per_side=0)
+    assert EmulatorConfig(book_intervals={50: 0.5}).book_intervals[200] == 0.1
     with pytest.raises(ValueError, match="invalid symbol"):
         EmulatorConfig(symbols={"linear": ("btcusdt",)})
     with pytest.raises(ValueError, match="not a string"):

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from hean.emulator import Emulator, EmulatorConfig
+from hean.emulator.market import MarketParams
 
 from .conftest import running
 
@@ -131,5 +132,94 @@ async def test_pybit_reconnects_and_resubscribes_after_drop() -> None:
                 timeout=10,
             )
             assert [c.close_reason for c in emu.connections] == ["dropped", None]
+        finally:
+            await _exit(ws)
+
+
+class StreamCollector:
+    """Copies what pybit hands over (its merged book is a live object)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.messages: list[dict[str, Any]] = []
+
+    def __call__(self, message: dict[str, Any]) -> None:
+        data = message["data"]
+        if isinstance(data, dict):
+            data = {k: [list(x) for x in v] if isinstance(v, list) else v for k, v in data.items()}
+        else:
+            data = [dict(x) for x in data]
+        with self.lock:
+            self.messages.append({**message, "data": data})
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.messages)
+
+    def last(self) -> dict[str, Any]:
+        with self.lock:
+            return self.messages[-1]
+
+
+@pytest.mark.usefixtures("local_pybit")
+async def test_pybit_orderbook_trades_klines() -> None:
+    """pybit's own merged order book equals the emulator's true book at quiet points; its
+    trade and kline streams carry the same trades."""
+    fast_klines = MarketParams(kline_time_scale=1 / 600)  # a kline "minute" lasts 100 ms
+    async with running(
+        symbols={"linear": ("BTCUSDT",)},
+        auto_tick=False,
+        ticker_interval=0.1,
+        latency=0.002,
+        market=fast_klines,
+        kline_interval=0.05,
+    ) as emu:
+        pybit_ut.PUBLIC_WSS = f"ws://127.0.0.1:{emu.port}/v5/public/{{CHANNEL_TYPE}}"
+        book, trades, klines = StreamCollector(), StreamCollector(), StreamCollector()
+
+        def open_ws() -> Any:
+            ws = pybit_ut.WebSocket(
+                testnet=False, channel_type="linear", ping_interval=1, ping_timeout=0.5, retries=3
+            )
+            ws.orderbook_stream(50, "BTCUSDT", book)
+            ws.trade_stream("BTCUSDT", trades)
+            ws.kline_stream(1, "BTCUSDT", klines)
+            return ws
+
+        loop = asyncio.get_running_loop()
+        ws = await asyncio.wait_for(loop.run_in_executor(None, open_ws), 10)
+        try:
+            topics = {"orderbook.50.BTCUSDT", "publicTrade.BTCUSDT", "kline.1.BTCUSDT"}
+            await emu.wait_for(
+                lambda: (i := emu.live_connections()) and i[0].subscriptions == topics, 10
+            )
+            [info] = emu.live_connections()
+            sent = info.sent_by_topic
+            for _ in range(15):
+                emu.tick("linear", steps=4)
+                emu.flush("linear")
+                await emu.wait_for(
+                    lambda: (
+                        book.count() == sent.get("orderbook.50.BTCUSDT", 0)
+                        and trades.count() == sent.get("publicTrade.BTCUSDT", 0)
+                        and klines.count() == sent.get("kline.1.BTCUSDT", 0)
+                    ),
+                    timeout=10,
+                )
+                merged = book.last()["data"]
+                bids = sorted(map(tuple, merged["b"]), key=lambda x: -float(x[0]))
+                asks = sorted(map(tuple, merged["a"]), key=lambda x: float(x[0]))
+                assert (bids, asks) == emu.book_truth("linear", "BTCUSDT", 50)
+                assert merged["u"] == info.book_sent["orderbook.50.BTCUSDT"][0]
+            got = [t for m in trades.messages for t in m["data"]]
+            assert len(got) > 20
+            assert got == emu.trades_truth("linear", "BTCUSDT", len(got))
+            confirmed = [m["data"][0] for m in klines.messages if m["data"][0]["confirm"]]
+            assert len(confirmed) >= 5
+            last = confirmed[-1]
+            inside = [t for t in got if last["start"] <= t["T"] <= last["end"]]
+            if inside:
+                assert float(last["close"]) == float(inside[-1]["p"])
+            assert len(emu.connections) == 1 and ws.is_connected()
         finally:
             await _exit(ws)

@@ -1,12 +1,17 @@
 """HEAN's built-in Bybit V5 exchange emulator ("hean sim").
 
-Serves ``/v5/public/{spot,linear,inverse,option}`` with Bybit's exact reply shapes, a seeded
-ticker market, fault injection and observability hooks for tests. See :class:`Emulator`.
+Serves ``/v5/public/{spot,linear,inverse,option}`` with Bybit's exact reply shapes. Market data
+comes from one price-time priority limit order book per symbol (:mod:`hean.emulator.matching`),
+driven by a seeded random process (:mod:`hean.emulator.market`): order books, trades, klines,
+liquidations and tickers all derive from it. Fault switches, wire faults, ground truth for tests,
+a ``/control/…`` HTTP API and a firehose mode come with it. See :class:`Emulator`.
 """
 
 from hean.emulator.config import EmulatorConfig
 from hean.emulator.connection import ConnectionInfo
 from hean.emulator.faults import Faults
+from hean.emulator.market import MarketParams
 from hean.emulator.server import Emulator
+from hean.emulator.streamfaults import StreamFault
 
-__all__ = ["ConnectionInfo", "Emulator", "EmulatorConfig", "Faults"]
+__all__ = ["ConnectionInfo", "Emulator", "EmulatorConfig", "Faults", "MarketParams", "StreamFault"]

@@ -8,21 +8,40 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hean.emulator.faults import Faults
+from hean.emulator.instruments import is_option_symbol
+from hean.emulator.market import MarketParams
+from hean.emulator.streamfaults import StreamFault
 
-__all__ = ["DEFAULT_SYMBOLS", "MARKET_CATEGORIES", "PUBLIC_CATEGORIES", "EmulatorConfig"]
+__all__ = [
+    "DEFAULT_BOOK_INTERVALS",
+    "DEFAULT_SYMBOLS",
+    "MARKET_CATEGORIES",
+    "PUBLIC_CATEGORIES",
+    "EmulatorConfig",
+]
 
 #: Categories served on ``/v5/public/<category>``.
 PUBLIC_CATEGORIES: tuple[str, ...] = ("spot", "linear", "inverse", "option")
-#: Categories that have market data (symbols) in this version of the emulator.
-MARKET_CATEGORIES: tuple[str, ...] = ("linear", "inverse", "spot")
+#: Categories that have market data (symbols).
+MARKET_CATEGORIES: tuple[str, ...] = ("linear", "inverse", "spot", "option")
 
 DEFAULT_SYMBOLS: Mapping[str, tuple[str, ...]] = {
     "linear": ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT"),
     "inverse": ("BTCUSD", "ETHUSD"),
     "spot": ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT"),
+    "option": ("BTC-26JUN26-60000-C-USDT", "BTC-26JUN26-60000-P-USDT"),
 }
 
+#: Seconds between order-book pushes per depth (protocol.md §5.2; 25/100 are option depths).
+DEFAULT_BOOK_INTERVALS: Mapping[int, float] = {
+    1: 0.01, 50: 0.02, 200: 0.1, 1000: 0.2, 25: 0.02, 100: 0.1,
+}  # fmt: skip
+
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
+
+
+def _default_book_intervals() -> dict[int, float]:
+    return dict(DEFAULT_BOOK_INTERVALS)
 
 
 def _default_symbols() -> dict[str, tuple[str, ...]]:
@@ -64,7 +83,20 @@ class EmulatorConfig:
             arrive first and kill its connection (``KeyError``). 0 = process at once.
         auto_tick: run the market clock; if False the market only moves on
             :meth:`Emulator.tick` (for exact, deterministic tests).
+        market_step: seconds of simulated time per market step (quantum); every cadence is a
+            whole number of steps. Capped at the ticker interval.
+        book_intervals: seconds between ``orderbook.{depth}`` pushes, per depth (missing depths
+            keep their defaults).
+        level1_repush: ``orderbook.1`` re-sends an unchanged snapshot (same ``u``) after this
+            many seconds.
+        kline_interval: seconds between ``confirm:false`` kline updates.
+        liquidation_interval: seconds between ``allLiquidation`` pushes (when there are any).
+        market: the random process (rates, book shape, kline time scale).
+        control: serve the ``/control/…`` HTTP API on the same port; ``None`` = only when
+            ``host`` is a loopback address.
         faults: initial global fault switches (copied at start-up).
+        stream_faults: wire faults armed globally from the start (copied; see
+            :meth:`Emulator.inject`).
         max_frame_size: largest inbound frame accepted (bigger ⇒ close 1009).
         max_write_buffer: a client whose unsent backlog exceeds this many bytes is dropped as
             a slow consumer.
@@ -82,7 +114,15 @@ class EmulatorConfig:
     server_ping_interval: float = 20.0
     latency: float = 0.002
     auto_tick: bool = True
+    market_step: float = 0.01
+    book_intervals: Mapping[int, float] = field(default_factory=_default_book_intervals)
+    level1_repush: float = 3.0
+    kline_interval: float = 1.0
+    liquidation_interval: float = 0.5
+    market: MarketParams = field(default_factory=MarketParams)
+    control: bool | None = None
     faults: Faults = field(default_factory=Faults)
+    stream_faults: tuple[StreamFault, ...] = ()
     max_frame_size: int = 1 << 20
     max_write_buffer: int = 64 << 20
     handshake_timeout: float = 5.0
@@ -112,7 +152,13 @@ class EmulatorConfig:
                 )
             names = tuple(names)
             for name in names:
-                if not isinstance(name, str) or not _SYMBOL_RE.match(name):
+                if category == "option":
+                    if not isinstance(name, str) or not is_option_symbol(name):
+                        raise ValueError(
+                            f"symbols['option']: invalid option symbol {name!r} "
+                            "(expected e.g. 'BTC-26JUN26-60000-C' or 'BTC-26JUN26-60000-P-USDT')"
+                        )
+                elif not isinstance(name, str) or not _SYMBOL_RE.match(name):
                     raise ValueError(
                         f"symbols[{category!r}]: invalid symbol {name!r} "
                         "(expected 2-30 upper-case letters/digits, e.g. 'BTCUSDT')"
@@ -127,17 +173,46 @@ class EmulatorConfig:
         _check_seconds("server_ping_interval", self.server_ping_interval)
         _check_seconds("latency", self.latency, allow_zero=True)
         _check_seconds("handshake_timeout", self.handshake_timeout)
+        for name in ("market_step", "level1_repush", "kline_interval", "liquidation_interval"):
+            _check_seconds(name, getattr(self, name))
+        if not isinstance(self.book_intervals, Mapping):
+            raise ValueError("book_intervals must be a mapping depth -> seconds")
+        intervals = _default_book_intervals()
+        for depth, seconds in self.book_intervals.items():
+            if depth not in intervals:
+                raise ValueError(
+                    f"book_intervals: unknown depth {depth!r}; known: "
+                    f"{', '.join(str(d) for d in intervals)}"
+                )
+            _check_seconds(f"book_intervals[{depth}]", seconds)
+            intervals[depth] = float(seconds)
+        object.__setattr__(self, "book_intervals", intervals)
+        if self.control is not None and not isinstance(self.control, bool):
+            raise ValueError(f"control must be a bool or None, got {self.control!r}")
+        if not isinstance(self.market, MarketParams):
+            raise ValueError(f"market must be a MarketParams instance, got {self.market!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be an int, got {self.seed!r}")
         for name in ("server_pings", "auto_tick"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        object.__setattr__(self, "stream_faults", tuple(self.stream_faults))
+        if not all(isinstance(f, StreamFault) for f in self.stream_faults):
+            raise ValueError(
+                f"stream_faults must be StreamFault instances, got {self.stream_faults!r}"
+            )
         if not isinstance(self.faults, Faults):
             raise ValueError(f"faults must be a Faults instance, got {self.faults!r}")
         for name in ("max_frame_size", "max_write_buffer"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
                 raise ValueError(f"{name} must be an int >= 1024 bytes, got {value!r}")
+
+    @property
+    def control_enabled(self) -> bool:
+        if self.control is not None:
+            return self.control
+        return self.host in ("127.0.0.1", "::1", "localhost") or self.host.startswith("127.")
 
     def interval_for(self, category: str) -> float:
         """Seconds between ticker pushes for ``category``."""

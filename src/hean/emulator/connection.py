@@ -26,6 +26,7 @@ from hean.core.clock import Clock
 from hean.emulator import shapes, topics
 from hean.emulator.config import EmulatorConfig
 from hean.emulator.faults import Faults
+from hean.emulator.streamfaults import FaultHub, Outgoing, WireShaper, ws_text_frame
 
 __all__ = ["ConnectionInfo", "EffectiveFaults", "Hub", "PublicSession"]
 
@@ -50,6 +51,8 @@ class ConnectionInfo:
     frames_sent: int = 0
     frames_received: int = 0
     sent_by_topic: dict[str, int] = field(default_factory=dict)
+    #: order-book topic -> ``(u, seq)`` of the last message sent on the wire (after faults)
+    book_sent: dict[str, tuple[int, int]] = field(default_factory=dict)
     last_ping_at: float = 0.0
     peer: str = ""
 
@@ -89,7 +92,7 @@ class EffectiveFaults:
 _NO_FAULTS = Faults()
 
 
-class Hub(Protocol):
+class Hub(FaultHub, Protocol):
     """What a session needs from the emulator."""
 
     @property
@@ -104,14 +107,14 @@ class Hub(Protocol):
 
     def has_symbol(self, category: str, symbol: str) -> bool: ...
 
-    def snapshot_message(self, category: str, topic: topics.Topic) -> bytes: ...
+    def send_initial(self, session: PublicSession, topic: topics.Topic) -> None: ...
 
     def session_opened(self, session: PublicSession) -> None: ...
 
     def session_closed(self, session: PublicSession) -> None: ...
 
     def subscriptions_changed(
-        self, session: PublicSession, added: Iterable[str], removed: Iterable[str]
+        self, session: PublicSession, added: Iterable[topics.Topic], removed: Iterable[str]
     ) -> None: ...
 
 
@@ -133,6 +136,8 @@ class PublicSession(WSListener):
         self._fragment_type = WSMsgType.TEXT
         self._queue: deque[tuple[float, WSMsgType, bytes, bool]] = deque()
         self._drain_handle: asyncio.TimerHandle | None = None
+        #: what stream faults do to this connection's data (see streamfaults)
+        self.wire = WireShaper(self, hub)
 
     # -- picows callbacks ---------------------------------------------------------------------
 
@@ -315,12 +320,13 @@ class PublicSession(WSListener):
         if apply and names:
             if op == "subscribe":
                 current.update(names)
-                self.hub.subscriptions_changed(self, names, ())
+                self.hub.subscriptions_changed(self, decision.accepted, ())
             else:
                 removed = [n for n in names if n in current]
                 current.difference_update(removed)
                 for name in removed:
                     self.stale.discard(name)
+                    self.wire.forget(name)
                 self.hub.subscriptions_changed(self, (), removed)
         self._reply(
             shapes.subscribe_ack(
@@ -336,10 +342,7 @@ class PublicSession(WSListener):
         )
         if op == "subscribe" and apply:
             for topic in decision.accepted:
-                if topic.symbol in faults.paused_symbols:
-                    self.stale.add(topic.name)
-                else:
-                    self.push(topic.name, self.hub.snapshot_message(category, topic))
+                self.hub.send_initial(self, topic)
 
     # -- outbound -----------------------------------------------------------------------------
 
@@ -356,8 +359,21 @@ class PublicSession(WSListener):
         self.info.frames_sent += 1
         return True
 
-    def push(self, topic: str, data: bytes) -> None:
-        """Send one market-data message (drops a client whose backlog grew too large)."""
+    def push(
+        self,
+        topic: str,
+        data: bytes,
+        *,
+        u: int = 0,
+        seq: int = 0,
+        snapshot: bool = False,
+        initial: bool = False,
+    ) -> None:
+        """Send one market-data message (drops a client whose backlog grew too large).
+
+        ``u``/``seq`` are set for order-book messages; ``snapshot`` marks snapshots and
+        ``initial`` the first message after a subscribe (stream faults look at them).
+        """
         transport = self.transport
         if transport is None or self.closing:
             return
@@ -368,10 +384,41 @@ class PublicSession(WSListener):
             log.warning("emulator: dropping slow consumer %s", self.conn_id)
             self.abort("slow_consumer")
             return
+        if self.wire.active or self.hub.stream_faults_armed:
+            self.wire.push(topic, data, u, seq, snapshot=snapshot, initial=initial)
+        else:
+            self.emit(topic, data, u, seq)
+
+    def emit(self, topic: str, data: bytes, u: int, seq: int) -> None:
         if self.send_raw(data):
-            assert self.info is not None
-            counts = self.info.sent_by_topic
+            info = self.info
+            assert info is not None
+            counts = info.sent_by_topic
             counts[topic] = counts.get(topic, 0) + 1
+            if u:
+                info.book_sent[topic] = (u, seq)
+
+    def send_frame(self, payload: bytes, binary: bool) -> None:
+        """An extra, non-data frame (junk injected by a stream fault)."""
+        transport = self.transport
+        if transport is None or self.closing or transport.is_close_frame_sent:
+            return
+        transport.send(WSMsgType.BINARY if binary else WSMsgType.TEXT, payload)
+        assert self.info is not None
+        self.info.frames_sent += 1
+
+    def write_frames(self, topic: str, items: list[Outgoing]) -> None:
+        """Several data messages in one transport write (a burst)."""
+        transport = self.transport
+        info = self.info
+        if transport is None or info is None or self.closing or transport.is_close_frame_sent:
+            return
+        transport.underlying_transport.write(b"".join(ws_text_frame(d) for d, _, _ in items))
+        info.frames_sent += len(items)
+        info.sent_by_topic[topic] = info.sent_by_topic.get(topic, 0) + len(items)
+        for _, u, seq in items:
+            if u:
+                info.book_sent[topic] = (u, seq)
 
     def send_ping(self) -> None:
         transport = self.transport

@@ -1,13 +1,21 @@
-"""Firehose mode: pre-encoded ticker frames blasted at a client, for throughput benchmarks.
+"""Firehose mode: pre-encoded market frames blasted at a client, for throughput benchmarks.
 
-:func:`build_frames` turns the market model into complete, unmasked WebSocket text frames — one
+:func:`build_frames` turns a market model into complete, unmasked WebSocket text frames — one
 snapshot per symbol, then ``messages`` deltas round-robin over the symbols — laid out back to back
-in one ``bytes`` blob. :class:`FirehoseServer` answers the handshake with picows, acks the
-client's first ``subscribe`` exactly like the linear endpoint, and then writes the blob straight to
-the underlying asyncio transport in large frame-aligned chunks (honouring flow control), or, with
-``rate``, at a fixed number of messages per second. Run it standalone (e.g. pinned to another CPU):
+in one ``bytes`` blob. ``topic="tickers"`` (default) uses the lightweight ticker walk
+(:mod:`hean.emulator.ticker_walk`); ``"orderbook.50"`` / ``"orderbook.200"`` use the order-book
+market and publisher of the live emulator (:mod:`hean.emulator.firehose_book`).
+
+:class:`FirehoseServer` answers the handshake with picows, acks the client's first ``subscribe``
+exactly like the linear endpoint, and then writes the blob straight to the underlying asyncio
+transport in large frame-aligned chunks (honouring flow control), or, with ``rate``, at a fixed
+number of messages per second. Run it standalone (e.g. pinned to another CPU):
 
     python -m hean.emulator.firehose --port 0 --messages 1000000 --symbols 10 [--rate 10000]
+    python -m hean.emulator.firehose --topic orderbook.50 --messages 100000 --repeat 10
+
+``repeat`` re-sends the ticker deltas (after the snapshots); for order books, whose deltas cannot
+be replayed, it re-sends snapshots *and* deltas (each new snapshot resets the client's book).
 
 The URL is printed on stdout (one line) once the server is listening.
 """
@@ -21,12 +29,12 @@ import contextlib
 import logging
 import random
 import signal
-import struct
 import sys
 import time
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from picows import (
@@ -41,21 +49,13 @@ from picows import (
 
 from hean.emulator import shapes
 from hean.emulator.config import DEFAULT_SYMBOLS
-from hean.emulator.market import Market
+from hean.emulator.firehose_book import BOOK_TOPICS, build_book_frames
+from hean.emulator.streamfaults import ws_text_frame
+from hean.emulator.ticker_walk import WalkMarket
 
 __all__ = ["FirehoseFrames", "FirehoseServer", "build_frames", "main", "ws_text_frame"]
 
 log = logging.getLogger("hean.emulator")
-
-
-def ws_text_frame(payload: bytes) -> bytes:
-    """A complete, unmasked (server-to-client) FIN text frame."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return struct.pack("!BBH", 0x81, 126, n) + payload
-    return struct.pack("!BBQ", 0x81, 127, n) + payload
 
 
 def firehose_symbols(category: str, count: int) -> list[str]:
@@ -79,7 +79,14 @@ class FirehoseFrames:
     offsets: array[int]
     category: str
     symbols: tuple[str, ...]
-    truth: dict[str, dict[str, str]]
+    truth: dict[str, Any]
+    topic: str = "tickers"
+
+    @property
+    def replayable_from(self) -> int:
+        """First frame of the part that ``repeat`` sends again (tickers: after the snapshots;
+        order books: from the start, snapshots included)."""
+        return self.snapshots if self.topic == "tickers" else 0
 
     @property
     def count(self) -> int:
@@ -102,18 +109,27 @@ def build_frames(
     category: str = "linear",
     seed: int = 1,
     now_ms: int = 1_700_000_000_000,
+    topic: str = "tickers",
 ) -> FirehoseFrames:
-    """One snapshot per symbol, then ``messages`` deltas (spot: full snapshots) round-robin.
+    """One snapshot per symbol, then ``messages`` deltas (spot tickers: full snapshots)
+    round-robin, for ``topic`` ``tickers``, ``orderbook.50`` or ``orderbook.200``.
 
-    ``truth`` is each symbol's ticker after the last frame — what a client that merged every
-    frame must hold.
+    ``truth`` is each symbol's state after the last frame — what a client that merged every
+    frame must hold: the ticker dict, or ``(bids, asks)`` of ``(price, size)`` strings.
     """
+    if topic != "tickers" and topic not in BOOK_TOPICS:
+        raise ValueError(f"topic must be tickers or one of {', '.join(BOOK_TOPICS)}, got {topic!r}")
     if messages < 0:
         raise ValueError(f"messages must be >= 0, got {messages}")
     if category not in ("linear", "inverse", "spot"):
         raise ValueError(f"category must be linear, inverse or spot, got {category!r}")
     names = firehose_symbols(category, symbols) if isinstance(symbols, int) else list(symbols)
-    market = Market({category: names}, random.Random(seed), now_ms)
+    if topic in BOOK_TOPICS:
+        blob_, offsets_, truth_ = build_book_frames(
+            messages, names, depth=BOOK_TOPICS[topic], category=category, seed=seed, now_ms=now_ms
+        )
+        return FirehoseFrames(blob_, offsets_, category, tuple(names), dict(truth_), topic)
+    market = WalkMarket({category: names}, random.Random(seed), now_ms)
     models = market.models(category)
     topics = [f"tickers.{name}" for name in names]
     encode = msgspec.json.Encoder().encode
@@ -210,19 +226,32 @@ class _FirehoseSession(WSListener):
                 await self._blast(transport)
             else:
                 await self._paced(transport, server.rate)
+            await self._drained(transport)
         except asyncio.CancelledError:
             return
         elapsed = time.perf_counter() - started
-        server._finished(elapsed)
         if server.close_after and not transport.is_disconnected:
             transport.send_close(WSCloseCode.OK)
             transport.disconnect()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(transport.wait_disconnected(), 1.0)
+        server._finished(elapsed)
+
+    @staticmethod
+    async def _drained(transport: WSTransport, limit: float = 60.0) -> None:
+        """Wait until the kernel took every byte: a process that exits right after serving
+        (``--once``) would otherwise drop the tail of the stream."""
+        raw = transport.underlying_transport
+        for _ in range(int(limit / 0.001)):
+            if transport.is_disconnected or raw.get_write_buffer_size() == 0:
+                return
+            await asyncio.sleep(0.001)
 
     async def _write_range(self, transport: WSTransport, start: int, end: int) -> None:
-        """Write logical frames ``start..end`` (deltas repeat ``repeat`` times after the
-        snapshots) in frame-aligned chunks of about ``chunk_size`` bytes."""
+        """Write logical frames ``start..end`` (the replayable part repeats ``repeat`` times)
+        in frame-aligned chunks of about ``chunk_size`` bytes."""
         frames = self._server.frames
-        first, count = frames.snapshots, frames.count
+        first, count = frames.replayable_from, frames.count
         cycle = count - first
         while start < end and not transport.is_disconnected:
             if start < count or cycle == 0:
@@ -293,8 +322,9 @@ class FirehoseServer:
         self.close_after = close_after
         self.chunk_size = chunk_size
         self.repeat = repeat
-        #: frames each client receives: snapshots + deltas x repeat
-        self.total = frames.snapshots + (frames.count - frames.snapshots) * repeat
+        #: frames each client receives: the head once + the replayable part x repeat
+        head = frames.replayable_from
+        self.total = head + (frames.count - head) * repeat
         self._requested_port = port
         self._server: asyncio.Server | None = None
         self.port = 0
@@ -350,7 +380,7 @@ class FirehoseServer:
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m hean.emulator.firehose",
-        description="Blast pre-encoded Bybit ticker frames at every subscribing client.",
+        description="Blast pre-encoded Bybit ticker or order-book frames at subscribing clients.",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 = pick a free port (see printed URL)")
@@ -360,9 +390,18 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--rate", type=float, default=None, help="messages/s (default: as fast as possible)"
     )
     p.add_argument("--category", default="linear", choices=("linear", "inverse", "spot"))
+    p.add_argument(
+        "--topic",
+        default="tickers",
+        choices=("tickers", *BOOK_TOPICS),
+        help="what to send (order books: snapshot + delta traffic from the book model)",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
-        "--repeat", type=int, default=1, help="send the deltas this many times (cheap volume)"
+        "--repeat",
+        type=int,
+        default=1,
+        help="send the deltas (order books: snapshots + deltas) this many times (cheap volume)",
     )
     p.add_argument("--chunk-size", type=int, default=1 << 20, help="bytes per transport write")
     p.add_argument("--close", action="store_true", help="close (1000) after the last frame")
@@ -372,7 +411,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 async def _amain(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    frames = build_frames(args.messages, args.symbols, category=args.category, seed=args.seed)
+    frames = build_frames(
+        args.messages, args.symbols, category=args.category, seed=args.seed, topic=args.topic
+    )
     print(
         f"firehose: {frames.count} frames ({len(frames.blob) / 1e6:.1f} MB) "
         f"built in {time.perf_counter() - t0:.1f}s",

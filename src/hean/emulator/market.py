@@ -1,432 +1,478 @@
-"""Seeded random-walk ticker model (sans-I/O: it is *given* the time, never reads a clock).
+"""The simulated venue: one limit order book per symbol, driven by a seeded random process.
 
-Every (category, symbol) has a :class:`TickerModel` holding the ground-truth ticker as Bybit would
-show it (all values strings, prices on the instrument's tick grid). :meth:`TickerModel.step`
-moves the market one push interval forward and returns only the fields that changed — exactly
-what a linear/inverse ``delta`` carries. Most steps have no trade, so most deltas carry no
-``lastPrice`` (mark/index/top-of-book fields move more often), as on the real feed.
+Each :class:`SymbolMarket` owns an :class:`~hean.emulator.matching.OrderBook` and simulated
+participants (owners ``sim:lp``, ``sim:taker``, ``sim:arb``, ``sim:liq``):
 
-Prices are kept as integers in units of ``10**-price_dp`` so formatting is exact and fast.
+* a *fair price* drifts (Gaussian random walk, weakly mean-reverting to the start price);
+* liquidity providers add PostOnly limit orders around it (most near the touch, a few far out)
+  and cancel the stalest of their orders, keeping about ``orders_per_side`` resting per side;
+* takers send market and marketable limit orders, more often on the side the fair price leans
+  to; an arbitrageur lifts quotes that the fair price has moved through;
+* on linear/inverse, liquidations are market orders too (and are recorded for
+  ``allLiquidation``).
+
+Everything public is derived from the book and its fills: trades, candles, ticker fields.
+Orders from outside (the private/trade side) go through :meth:`SymbolMarket.submit`,
+:meth:`SymbolMarket.cancel` and :meth:`SymbolMarket.amend` — never the raw book — so their fills
+move the public book and trade feed exactly like simulated ones; :attr:`SymbolMarket.fill_listeners`
+report every fill, including those of resting orders hit by simulated takers.
+
+Time is *given* (``advance(now_ms, dt)``); randomness comes from the injected ``random.Random``
+(one child generator per symbol, so one symbol's data does not depend on another's activity).
 """
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 
-__all__ = [
-    "LINEAR_FIELDS",
-    "SPOT_FIELDS",
-    "InstrumentSpec",
-    "Market",
-    "TickerModel",
-    "instrument_spec",
-]
+from hean.emulator.candles import CandleSet
+from hean.emulator.instruments import POW10, InstrumentSpec, instrument_spec
+from hean.emulator.matching import (
+    BookError,
+    Fill,
+    Order,
+    OrderBook,
+    OrderType,
+    Side,
+    TimeInForce,
+)
+from hean.emulator.options import OptionModel
+from hean.emulator.params import OPTION_PARAMS, MarketParams
 
-#: Ticker fields of a linear/inverse perpetual, in Bybit's order (``tickers_linear_snapshot.json``).
-LINEAR_FIELDS: tuple[str, ...] = (
-    "symbol", "tickDirection", "price24hPcnt", "lastPrice", "prevPrice24h", "highPrice24h",
-    "lowPrice24h", "prevPrice1h", "markPrice", "indexPrice", "openInterest", "openInterestValue",
-    "turnover24h", "volume24h", "fundingIntervalHour", "fundingCap", "nextFundingTime",
-    "fundingRate", "bid1Price", "bid1Size", "ask1Price", "ask1Size", "preOpenPrice", "preQty",
-    "curPreListingPhase",
-)  # fmt: skip
-#: Spot ticker fields, in Bybit's order (``tickers_spot.json``).
-SPOT_FIELDS: tuple[str, ...] = (
-    "symbol", "lastPrice", "highPrice24h", "lowPrice24h", "prevPrice24h", "volume24h",
-    "turnover24h", "price24hPcnt", "usdIndexPrice",
-)  # fmt: skip
+__all__ = ["Market", "MarketParams", "SymbolMarket"]
 
-_FUNDING_INTERVAL_MS = 8 * 3600 * 1000
-_TURNOVER_DP = 4
-
-# Start prices of well-known base coins (roughly realistic).
-_BASE_PRICES: dict[str, float] = {
-    "BTC": 60000.0, "ETH": 3000.0, "SOL": 150.0, "XRP": 0.6, "DOGE": 0.15, "BNB": 600.0,
-    "ADA": 0.45, "AVAX": 30.0, "LINK": 15.0, "LTC": 80.0, "DOT": 6.0, "TRX": 0.12, "TON": 5.5,
-    "SUI": 1.8, "NEAR": 5.0, "APT": 8.0, "ARB": 0.8, "OP": 1.7, "ATOM": 7.0, "BCH": 400.0,
-}  # fmt: skip
-_QUOTES: tuple[str, ...] = ("USDT", "USDC", "USDE", "USD", "EUR", "BTC", "ETH")
-
-# (category, symbol) -> (price decimals, tick in price units, qty decimals) as listed on Bybit.
-_KNOWN: dict[tuple[str, str], tuple[int, int, int]] = {
-    ("linear", "BTCUSDT"): (2, 10, 3),
-    ("linear", "ETHUSDT"): (2, 1, 2),
-    ("linear", "SOLUSDT"): (3, 10, 1),
-    ("linear", "XRPUSDT"): (4, 1, 0),
-    ("linear", "DOGEUSDT"): (5, 1, 0),
-    ("inverse", "BTCUSD"): (2, 50, 0),
-    ("inverse", "ETHUSD"): (2, 5, 0),
-    ("spot", "BTCUSDT"): (2, 1, 6),
-    ("spot", "ETHUSDT"): (2, 1, 5),
-    ("spot", "SOLUSDT"): (2, 1, 3),
-    ("spot", "XRPUSDT"): (4, 1, 2),
-    ("spot", "DOGEUSDT"): (5, 1, 1),
-}
-
-_POW10: tuple[int, ...] = tuple(int(10**i) for i in range(24))
+_HISTORY = 10_000
+_SIM = "sim:"
+_DIRECTIONS = ("PlusTick", "ZeroPlusTick", "MinusTick", "ZeroMinusTick")
 
 
-def fmt_units(value: int, dp: int) -> str:
-    """Format an integer number of ``10**-dp`` units as a fixed-point decimal string."""
-    if dp == 0:
-        return str(value)
-    if value < 0:
-        return "-" + fmt_units(-value, dp)
-    s = str(value)
-    if len(s) <= dp:
-        s = "0" * (dp + 1 - len(s)) + s
-    return f"{s[:-dp]}.{s[-dp:]}"
+def _poisson(rng: random.Random, lam: float) -> int:
+    if lam <= 0:
+        return 0
+    if lam > 30:
+        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
+    threshold = math.exp(-lam)
+    n, p = 0, rng.random()
+    while p > threshold:
+        n += 1
+        p *= rng.random()
+    return n
 
 
-def fmt_strip(value: int, dp: int) -> str:
-    """Like :func:`fmt_units` but without trailing zeros (``"0.005"``, ``"20575"``)."""
-    s = fmt_units(value, dp)
-    if "." in s:
-        s = s.rstrip("0").rstrip(".")
-    return "0" if s in ("", "-0") else s
+class _Pool:
+    """Resting simulated order ids of one side, with O(1) random pick and removal."""
+
+    __slots__ = ("ids", "index")
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.index: dict[str, int] = {}
+
+    def add(self, order_id: str) -> None:
+        self.index[order_id] = len(self.ids)
+        self.ids.append(order_id)
+
+    def discard(self, order_id: str) -> None:
+        i = self.index.pop(order_id, None)
+        if i is None:
+            return
+        last = self.ids.pop()
+        if last != order_id:
+            self.ids[i] = last
+            self.index[last] = i
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
-@dataclass(frozen=True, slots=True)
-class InstrumentSpec:
-    """Static instrument data: price grid and quantity precision."""
+class SymbolMarket:
+    """One symbol: its book, simulated participants, trades, candles and 24 h statistics."""
 
-    category: str
-    symbol: str
-    base: str
-    price_dp: int
-    tick: int  # in units of 10**-price_dp
-    qty_dp: int
-    start_price: float
-
-
-def _base_of(symbol: str) -> str:
-    for quote in _QUOTES:
-        if symbol.endswith(quote) and len(symbol) > len(quote):
-            return symbol[: -len(quote)]
-    return symbol
-
-
-def instrument_spec(category: str, symbol: str, rng: random.Random) -> InstrumentSpec:
-    """Price grid and start price for a symbol (known table first, then by magnitude)."""
-    base = _base_of(symbol)
-    price = _BASE_PRICES.get(base)
-    if price is None:
-        price = round(10 ** rng.uniform(-1.0, 2.5), 4)
-    known = _KNOWN.get((category, symbol))
-    if known is not None:
-        dp, tick, qty_dp = known
-    else:
-        if price >= 1000:
-            dp, qty_dp = 2, 3
-        elif price >= 10:
-            dp, qty_dp = 3, 1
-        elif price >= 1:
-            dp, qty_dp = 4, 0
-        else:
-            dp, qty_dp = 5, 0
-        tick = 1
-        if category == "spot":
-            qty_dp += 2
-        elif category == "inverse":
-            qty_dp = 0
-    return InstrumentSpec(category, symbol, base, dp, tick, qty_dp, price)
-
-
-class TickerModel:
-    """One symbol's market: a seeded random walk plus the ground-truth ticker dict.
-
-    Numeric state is kept as integers; a field is re-formatted (and reported as changed) only
-    when its integer value changes, which keeps :meth:`step` cheap enough for the firehose.
-    """
-
-    __slots__ = (
-        "_ask_size", "_base_qty", "_bid_size", "_cap", "_high", "_index", "_low", "_mark",
-        "_next_funding", "_oi", "_rate", "_rng", "_start", "_turnover", "_volume", "ask", "bid",
-        "cs", "last", "mid", "prev24h", "spec", "spot", "truth",
-    )  # fmt: skip
-
-    def __init__(self, spec: InstrumentSpec, rng: random.Random, now_ms: int) -> None:
+    def __init__(
+        self, spec: InstrumentSpec, rng: random.Random, now_ms: int, params: MarketParams
+    ) -> None:
         self.spec = spec
-        self.spot = spec.category == "spot"
-        self._rng = rng
-        t = spec.tick
-        unit = _POW10[spec.price_dp]
-        start = max(t * 20, round(spec.start_price * unit * rng.uniform(0.97, 1.03) / t) * t)
-        self._start = start
-        self.mid = start
-        self.bid = start
-        self.ask = start + t
+        self.category = spec.category
+        self.symbol = spec.symbol
+        self.rng = rng
+        self.params = params
+        self.now_ms = now_ms
+        self.book = OrderBook(clock=self._now, seq=rng.randrange(10**9, 10**11))
+        self.option: OptionModel | None = None
+        if spec.category == "option":
+            under = spec.start_price * rng.uniform(0.97, 1.03)
+            self.option = OptionModel(spec.symbol, under, rng, now_ms)
+            start = max(2, round(self._option_fair()))
+        else:
+            start = max(20, spec.ticks_of(spec.start_price * rng.uniform(0.97, 1.03)))
+        self.start_ticks = start
+        self.fair = float(start)
+        #: lots of a typical order (about 2,000 USD worth; options: a few contracts)
+        self.base_lots = self._base_lots(spec)
+        # -- trades and statistics (prices in ticks, volume in lots, turnover in notional units)
+        self.trades: deque[dict[str, object]] = deque(maxlen=_HISTORY)
+        self.trade_count = 0
+        self.liquidations: deque[dict[str, object]] = deque(maxlen=_HISTORY)
+        self.liquidation_count = 0
         self.last = start
-        self._mark = start
-        self._index = start + rng.randint(-3 * t, 3 * t)
-        self.prev24h = max(t, round(start * rng.uniform(0.95, 1.05) / t) * t)
-        self._high = max(self.last, self.prev24h) + t * rng.randrange(5, 200)
-        self._low = max(t, min(self.last, self.prev24h) - t * rng.randrange(5, 200))
-        self.cs = rng.randrange(10**9, 10**11)
-        # base order size: about 2000 USD worth, in qty units
-        qty_unit = _POW10[spec.qty_dp]
-        self._base_qty = max(1, round(2000.0 / max(spec.start_price, 1e-9) * qty_unit))
-        if spec.category == "inverse":
-            self._base_qty = 2000 * qty_unit
-        self._volume = self._base_qty * rng.randrange(20_000, 60_000)
-        self._turnover = self._notional(self._volume, start)
-        self._oi = self._base_qty * rng.randrange(5_000, 50_000)
-        self._rate = rng.choice((100, 100, 100, 50, 75, 125, -20))  # 1e-6 units
-        self._cap = 5000 if spec.base in ("BTC", "ETH") else 20000
-        self._next_funding = (now_ms // _FUNDING_INTERVAL_MS + 1) * _FUNDING_INTERVAL_MS
-        self._bid_size = self._random_size()
-        self._ask_size = self._random_size()
-        self.truth: dict[str, str] = {}
-        self._init_truth()
+        self.last_direction = rng.choice(_DIRECTIONS)
+        self.prev24h = max(1, round(start * rng.uniform(0.95, 1.05)))
+        self.high24h = max(self.last, self.prev24h) + rng.randrange(5, 200)
+        self.low24h = max(1, min(self.last, self.prev24h) - rng.randrange(5, 200))
+        self.volume24h = self.base_lots * rng.randrange(20_000, 60_000)
+        self.turnover24h = spec.notional(start, self.volume24h)
+        self.candles = CandleSet(start, now_ms, params.kline_time_scale)
+        self._pools = {Side.BUY: _Pool(), Side.SELL: _Pool()}
+        self._ids = 0
+        self._spot_trade_id = rng.randrange(2_200_000_000_000_000_000, 2_300_000_000_000_000_000)
+        #: called with every fill (simulated or not) after it became a public trade; the
+        #: account layer uses this to learn that a resting order of its own was hit
+        self.fill_listeners: list[Callable[[Fill, dict[str, object]], None]] = []
+        for i in range(2 * params.orders_per_side):
+            self._add_liquidity(Side.BUY if i % 2 == 0 else Side.SELL)
 
-    # -- formatting helpers -------------------------------------------------------------------
-
-    def _price(self, units: int) -> str:
-        return fmt_units(units, self.spec.price_dp)
-
-    def _qty(self, units: int) -> str:
-        return fmt_units(units, self.spec.qty_dp)
-
-    def _pcnt(self) -> str:
-        prev = self.prev24h
-        dp = 4 if self.spot else 6
-        return fmt_strip(round((self.last - prev) * _POW10[dp] / prev), dp)
-
-    def _notional(self, qty: int, price: int) -> int:
-        """Value of ``qty`` at ``price`` in units of ``10**-_TURNOVER_DP`` (quote coin; base coin
-        for inverse contracts, whose quantities are USD)."""
+    def _option_fair(self) -> float:
+        """The option's Black-Scholes premium in ticks."""
+        assert self.option is not None
         spec = self.spec
+        return self.option.fair(self.now_ms) * POW10[spec.price_dp] / spec.tick
+
+    @staticmethod
+    def _base_lots(spec: InstrumentSpec) -> int:
+        unit = POW10[spec.qty_dp] / spec.lot
         if spec.category == "inverse":
-            return qty * _POW10[_TURNOVER_DP + spec.price_dp] // (price * _POW10[spec.qty_dp])
-        return qty * price * _POW10[_TURNOVER_DP] // _POW10[spec.qty_dp + spec.price_dp]
+            return max(1, round(2000 * unit))
+        if spec.category == "option":
+            return max(1, round(0.5 * unit))
+        return max(1, round(2000.0 / max(spec.start_price, 1e-9) * unit))
 
-    def _oi_value(self) -> str:
-        return fmt_units(self._notional(self._oi, self._mark) // 100, 2)
+    def _now(self) -> int:
+        return self.now_ms
 
-    def _usd_index(self) -> str:
-        extra = 5
-        units = self._index * _POW10[extra] + int(self._rng.random() * _POW10[extra])
-        return fmt_strip(units, self.spec.price_dp + extra)
+    def _next_id(self, owner: str) -> str:
+        self._ids += 1
+        return f"{owner}-{self._ids}"
 
-    def _random_size(self) -> int:
-        return max(1, int(self._base_qty * self._rng.expovariate(0.5)))
+    # -- the random process -------------------------------------------------------------------
 
-    def _init_truth(self) -> None:
-        spec = self.spec
-        rng = self._rng
-        t = spec.tick
-        price = self._price
-        if self.spot:
-            self.truth = {
-                "symbol": spec.symbol,
-                "lastPrice": price(self.last),
-                "highPrice24h": price(self._high),
-                "lowPrice24h": price(self._low),
-                "prevPrice24h": price(self.prev24h),
-                "volume24h": self._qty(self._volume),
-                "turnover24h": fmt_units(self._turnover, _TURNOVER_DP),
-                "price24hPcnt": self._pcnt(),
-                "usdIndexPrice": self._usd_index(),
+    def advance(self, now_ms: int, dt: float) -> None:
+        """Simulate ``dt`` seconds ending at ``now_ms``."""
+        self.now_ms = now_ms
+        self.candles.roll(now_ms)
+        rng = self.rng
+        p = self.params
+        book = self.book
+        book.seq += rng.randrange(1, 40)  # the cross sequence also counts other symbols' events
+        if self.option is not None:
+            self.option.step(dt)
+            self.fair = max(1.0, self._option_fair())
+        else:
+            drift = (self.start_ticks - self.fair) * dt / 600.0
+            noise = p.volatility * math.sqrt(dt) * rng.gauss(0, 1)
+            self.fair = max(10.0, self.fair + drift + noise)
+        act = p.activity * dt
+        for _ in range(_poisson(rng, p.book_events_per_s * act)):
+            side = Side.BUY if rng.random() < 0.5 else Side.SELL
+            resting = len(self._pools[side])
+            if rng.random() * (p.orders_per_side + resting) < p.orders_per_side:
+                self._add_liquidity(side)
+            else:
+                self._cancel_stale(side)
+        for _ in range(_poisson(rng, p.takers_per_s * act)):
+            self._take()
+        self._arbitrage(1.0 - math.exp(-15.0 * act))
+        if self.category in ("linear", "inverse"):
+            for _ in range(_poisson(rng, p.liquidations_per_s * act)):
+                self._liquidate()
+
+    def _add_liquidity(self, side: Side) -> None:
+        rng = self.rng
+        p = self.params
+        r = rng.random()
+        if r < p.far_share:
+            k = rng.randrange(p.far_ticks)
+        elif r < p.far_share + p.touch_share:
+            k = int(rng.expovariate(0.5))  # at or next to the touch
+        else:
+            k = int(rng.expovariate(1.0 / p.near_mean_ticks))
+        base = math.floor(self.fair)
+        bid, ask = self.book.best_bid(), self.book.best_ask()
+        if side is Side.BUY:
+            price = base - p.spread_ticks - k
+            if ask is not None:
+                price = min(price, ask - 1)
+        else:
+            price = base + 1 + p.spread_ticks + k
+            if bid is not None:
+                price = max(price, bid + 1)
+        if price < 1:
+            return
+        qty = max(1, int(self.base_lots * rng.lognormvariate(0.0, 0.9)))
+        self._ids += 1
+        order_id = f"sim:lp-{self._ids}"
+        order = Order(order_id, "sim:lp", side, qty, price, tif=TimeInForce.POST_ONLY)
+        self.book.add_passive(order)  # the price was clamped, so it never crosses
+        self._pools[side].add(order_id)
+
+    def _staleness(self, order_id: str) -> float:
+        order = self.book.order(order_id)
+        if order is None or order.price is None:
+            return math.inf
+        gap = self.fair - order.price if order.side is Side.BUY else order.price - self.fair
+        return gap if gap >= 0 else 1e9 - gap  # quotes through the fair price go first
+
+    def _cancel_stale(self, side: Side) -> None:
+        ids = self._pools[side].ids
+        if not ids:
+            return
+        rng = self.rng
+        a = ids[int(rng.random() * len(ids))]
+        if rng.random() < self.params.touch_share:
+            self.cancel(a)  # quotes near the touch come and go too
+            return
+        b = ids[int(rng.random() * len(ids))]
+        self.cancel(a if self._staleness(a) >= self._staleness(b) else b)
+
+    def _take(self) -> None:
+        rng = self.rng
+        book = self.book
+        bid, ask = book.best_bid(), book.best_ask()
+        mid = (bid + ask) / 2 if bid is not None and ask is not None else self.fair
+        p_buy = 0.5 + 0.35 * math.tanh((self.fair - mid) / 2.0)
+        side = Side.BUY if rng.random() < p_buy else Side.SELL
+        qty = max(1, int(self.base_lots * rng.lognormvariate(-0.5, 1.0)))
+        owner = "sim:taker"
+        if rng.random() < 0.75:
+            order = Order(self._next_id(owner), owner, side, qty, None, OrderType.MARKET)
+        else:
+            touch = ask if side is Side.BUY else bid
+            if touch is None:
+                return
+            through = rng.randrange(3)
+            price = touch + through if side is Side.BUY else max(1, touch - through)
+            tif = TimeInForce.GTC if rng.random() < 0.5 else TimeInForce.IOC
+            order = Order(self._next_id(owner), owner, side, qty, price, tif=tif)
+        self.submit(order)
+
+    def _arbitrage(self, chance: float) -> None:
+        rng = self.rng
+        book = self.book
+        ask = book.best_ask()
+        if ask is not None and ask < self.fair - 1.0 and rng.random() < chance:
+            qty = book.level_qty(Side.SELL, ask)
+            self.submit(
+                Order(self._next_id("sim:arb"), "sim:arb", Side.BUY, qty, ask, tif=TimeInForce.IOC)
+            )
+        bid = book.best_bid()
+        if bid is not None and bid > self.fair + 1.0 and rng.random() < chance:
+            qty = book.level_qty(Side.BUY, bid)
+            self.submit(
+                Order(self._next_id("sim:arb"), "sim:arb", Side.SELL, qty, bid, tif=TimeInForce.IOC)
+            )
+
+    def _liquidate(self) -> None:
+        rng = self.rng
+        position = Side.BUY if rng.random() < 0.5 else Side.SELL
+        qty = max(1, int(self.base_lots * rng.lognormvariate(0.3, 0.8)))
+        order = Order(
+            self._next_id("sim:liq"), "sim:liq", position.opposite, qty, None, OrderType.MARKET
+        )
+        fills = self.submit(order)
+        if not fills:
+            return
+        worst = fills[-1].price
+        gap = rng.randint(1, 20)
+        bankruptcy = max(1, worst - gap) if position is Side.BUY else worst + gap
+        self.liquidation_count += 1
+        self.liquidations.append(
+            {
+                "T": fills[-1].ts,
+                "s": self.symbol,
+                "S": position.value,
+                "v": self.spec.qty_str(order.filled),
+                "p": self.spec.price_str(bankruptcy),
             }
-            return
-        self.truth = {
-            "symbol": spec.symbol,
-            "tickDirection": rng.choice(("PlusTick", "ZeroPlusTick", "MinusTick", "ZeroMinusTick")),
-            "price24hPcnt": self._pcnt(),
-            "lastPrice": price(self.last),
-            "prevPrice24h": price(self.prev24h),
-            "highPrice24h": price(self._high),
-            "lowPrice24h": price(self._low),
-            "prevPrice1h": price(self.last + t * rng.randint(-20, 20)),
-            "markPrice": price(self._mark),
-            "indexPrice": price(self._index),
-            "openInterest": self._qty(self._oi),
-            "openInterestValue": self._oi_value(),
-            "turnover24h": fmt_units(self._turnover, _TURNOVER_DP),
-            "volume24h": self._qty(self._volume),
-            "fundingIntervalHour": "8",
-            "fundingCap": fmt_strip(self._cap, 6),
-            "nextFundingTime": str(self._next_funding),
-            "fundingRate": fmt_strip(self._rate, 6),
-            "bid1Price": price(self.bid),
-            "bid1Size": self._qty(self._bid_size),
-            "ask1Price": price(self.ask),
-            "ask1Size": self._qty(self._ask_size),
-            "preOpenPrice": "",
-            "preQty": "",
-            "curPreListingPhase": "",
-        }
+        )
 
-    # -- the walk -----------------------------------------------------------------------------
+    # -- order entry (simulated and, later, user orders) ---------------------------------------
 
-    def _walk(self, changes: dict[str, str]) -> None:
-        r = self._rng.random
-        t = self.spec.tick
-        if r() < 0.55:
-            # mean-reverting walk so long runs stay near the start price
-            drift = (self.mid - self._start) / self._start
-            p_up = min(0.7, max(0.3, 0.5 - 2.0 * drift))
-            steps = t if r() < 0.8 else 2 * t
-            self.mid = max(t * 10, self.mid + (steps if r() < p_up else -steps))
-        ask = self.mid + (t if r() < 0.92 else 2 * t)
-        if self.spot:
-            self.bid, self.ask = self.mid, ask
-            return
-        truth = self.truth
-        if self.mid != self.bid:
-            self.bid = self.mid
-            truth["bid1Price"] = changes["bid1Price"] = self._price(self.mid)
-        if ask != self.ask:
-            self.ask = ask
-            truth["ask1Price"] = changes["ask1Price"] = self._price(ask)
+    def submit(self, order: Order) -> list[Fill]:
+        """Submit to the book; fills become public trades. Returns the fills."""
+        fills = self.book.submit(order)
+        self._after(order, fills)
+        return fills
 
-    def _trade(self, changes: dict[str, str]) -> None:
-        r = self._rng.random
-        truth = self.truth
-        price = self.ask if r() < 0.5 else self.bid
-        qty = self._random_size()
-        self._volume += qty
-        self._turnover += self._notional(qty, price)
-        truth["volume24h"] = changes["volume24h"] = self._qty(self._volume)
-        turnover = fmt_units(self._turnover, _TURNOVER_DP)
-        if truth["turnover24h"] != turnover:
-            truth["turnover24h"] = changes["turnover24h"] = turnover
-        old = self.last
-        if price == old:
-            if not self.spot and truth["tickDirection"] in ("PlusTick", "MinusTick"):
-                zero = "ZeroPlusTick" if truth["tickDirection"] == "PlusTick" else "ZeroMinusTick"
-                truth["tickDirection"] = changes["tickDirection"] = zero
-            return
+    def cancel(self, order_id: str) -> Order | None:
+        order = self.book.cancel(order_id)
+        if order is not None:
+            self._pools[order.side].discard(order_id)
+        return order
+
+    def amend(
+        self, order_id: str, *, qty: int | None = None, price: int | None = None
+    ) -> list[Fill]:
+        """Amend a resting order (see :meth:`OrderBook.amend`); fills become public trades."""
+        order = self.book.order(order_id)
+        if order is None:
+            raise BookError(f"no resting order {order_id!r}")
+        fills = self.book.amend(order_id, qty=qty, price=price)
+        self._after(order, fills)
+        return fills
+
+    def _after(self, order: Order, fills: list[Fill]) -> None:
+        if order.owner.startswith(_SIM):
+            pool = self._pools[order.side]
+            if order.order_id in self.book:
+                if order.order_id not in pool.index:
+                    pool.add(order.order_id)
+            else:
+                pool.discard(order.order_id)
+        for fill in fills:
+            if fill.maker_leaves == 0 and fill.maker.owner.startswith(_SIM):
+                self._pools[fill.maker.side].discard(fill.maker.order_id)
+            trade = self._record_trade(fill)
+            for listener in self.fill_listeners:
+                listener(fill, trade)
+
+    def _trade_id(self) -> str:
+        if self.category == "spot":
+            self._spot_trade_id += 1
+            return str(self._spot_trade_id)
+        h = f"{self.rng.getrandbits(128):032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+    def _record_trade(self, fill: Fill) -> dict[str, object]:
+        spec = self.spec
+        price = fill.price
+        if price > self.last:
+            direction = "PlusTick"
+        elif price < self.last:
+            direction = "MinusTick"
+        else:
+            direction = (
+                "ZeroPlusTick"
+                if self.last_direction in ("PlusTick", "ZeroPlusTick")
+                else "ZeroMinusTick"
+            )
         self.last = price
-        text = self._price(price)
-        truth["lastPrice"] = changes["lastPrice"] = text
-        if not self.spot:
-            direction = "PlusTick" if price > old else "MinusTick"
-            if truth["tickDirection"] != direction:
-                truth["tickDirection"] = changes["tickDirection"] = direction
-        if price > self._high:
-            self._high = price
-            truth["highPrice24h"] = changes["highPrice24h"] = text
-        if price < self._low:
-            self._low = price
-            truth["lowPrice24h"] = changes["lowPrice24h"] = text
-        pcnt = self._pcnt()
-        if truth["price24hPcnt"] != pcnt:
-            truth["price24hPcnt"] = changes["price24hPcnt"] = pcnt
+        self.last_direction = direction
+        self.high24h = max(self.high24h, price)
+        self.low24h = min(self.low24h, price)
+        notional = spec.notional(price, fill.qty)
+        self.volume24h += fill.qty
+        self.turnover24h += notional
+        self.candles.add_trade(fill.ts, price, fill.qty, notional)
+        trade: dict[str, object] = {
+            "T": fill.ts,
+            "s": self.symbol,
+            "S": fill.taker_side.value,
+            "v": spec.qty_str(fill.qty),
+            "p": spec.price_str(price),
+        }
+        if self.category != "spot":
+            trade["L"] = direction
+        trade["i"] = self._trade_id()
+        trade["BT"] = False
+        trade["RPI"] = False
+        trade["seq"] = fill.seq
+        self.trade_count += 1
+        self.trades.append(trade)
+        return trade
 
-    def step(self, now_ms: int) -> dict[str, str]:
-        """Advance one push interval; return the changed fields (without ``symbol``)."""
-        r = self._rng.random
-        t = self.spec.tick
-        truth = self.truth
-        changes: dict[str, str] = {}
-        self.cs += 1 + int(r() * 5000)
-        self._walk(changes)
-        if r() < 0.75:
-            index = self.mid + int(r() * (6 * t + 1)) - 3 * t
-            if index != self._index:
-                self._index = index
-                if not self.spot:
-                    truth["indexPrice"] = changes["indexPrice"] = self._price(index)
-        if self.spot:
-            if r() < 0.45:
-                self._trade(changes)
-            if r() < 0.7:
-                truth["usdIndexPrice"] = changes["usdIndexPrice"] = self._usd_index()
-            return changes
-        if r() < 0.36:
-            self._trade(changes)
-        revalue = False
-        if r() < 0.75:
-            mark = self.mid + t * (int(r() * 3) - 1)
-            if mark != self._mark:
-                self._mark = mark
-                truth["markPrice"] = changes["markPrice"] = self._price(mark)
-                revalue = True
-        if r() < 0.55:
-            size = self._random_size()
-            if size != self._bid_size:
-                self._bid_size = size
-                truth["bid1Size"] = changes["bid1Size"] = self._qty(size)
-        if r() < 0.55:
-            size = self._random_size()
-            if size != self._ask_size:
-                self._ask_size = size
-                truth["ask1Size"] = changes["ask1Size"] = self._qty(size)
-        if r() < 0.25:
-            oi = max(self._base_qty, self._oi + self._base_qty * (int(r() * 41) - 20))
-            if oi != self._oi:
-                self._oi = oi
-                truth["openInterest"] = changes["openInterest"] = self._qty(oi)
-                revalue = True
-        if revalue:
-            value = self._oi_value()
-            if truth["openInterestValue"] != value:
-                truth["openInterestValue"] = changes["openInterestValue"] = value
-        if r() < 0.03:
-            rate = max(-self._cap, min(self._cap, self._rate + (-1 if r() < 0.5 else 1)))
-            if rate != self._rate:
-                self._rate = rate
-                truth["fundingRate"] = changes["fundingRate"] = fmt_strip(rate, 6)
-        if now_ms >= self._next_funding:
-            self._next_funding = (now_ms // _FUNDING_INTERVAL_MS + 1) * _FUNDING_INTERVAL_MS
-            truth["nextFundingTime"] = changes["nextFundingTime"] = str(self._next_funding)
-        if r() < 0.003 and truth["prevPrice1h"] != truth["lastPrice"]:
-            truth["prevPrice1h"] = changes["prevPrice1h"] = truth["lastPrice"]
-        if not changes:  # the real feed sends nothing when nothing changed; keep one field moving
-            self._bid_size += 1
-            truth["bid1Size"] = changes["bid1Size"] = self._qty(self._bid_size)
-        return changes
+    # -- views --------------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, str]:
-        """A copy of the full ground-truth ticker."""
-        return dict(self.truth)
+    def book_levels(
+        self, depth: int | None = None
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The true book as ``(price, size)`` strings, best first."""
+        spec = self.spec
+        bids, asks = self.book.depth(depth)
+        return (
+            [(spec.price_str(p), spec.qty_str(q)) for p, q in bids],
+            [(spec.price_str(p), spec.qty_str(q)) for p, q in asks],
+        )
 
-
-def _units(text: str, dp: int) -> int:
-    if "." in text:
-        whole, frac = text.split(".", 1)
-        frac = (frac + "0" * dp)[:dp]
-        sign = -1 if whole.startswith("-") else 1
-        return sign * (abs(int(whole or "0")) * _POW10[dp] + int(frac or "0"))
-    return int(text) * _POW10[dp]
+    def recent_trades(self, limit: int | None = None) -> list[dict[str, object]]:
+        items = list(self.trades)
+        if limit is not None:
+            items = items[-limit:] if limit > 0 else []
+        return [dict(t) for t in items]
 
 
 class Market:
-    """All ticker models, per category and symbol. Deterministic for a given ``rng`` state.
+    """Every :class:`SymbolMarket`, per category. Deterministic for a given ``rng`` state.
 
-    Each symbol gets its own child generator seeded from ``rng`` in a fixed order, so the data of
-    one symbol does not depend on how often another is stepped.
+    Each symbol's generator is seeded from ``rng`` up front, in a fixed order. With
+    ``lazy=True`` a symbol's market is only built when first asked for (:meth:`symbol` with the
+    current time): a symbol nobody looks at costs nothing, and its data then depend only on the
+    seed and on when it was first used.
     """
 
     def __init__(
-        self, symbols: Mapping[str, Iterable[str]], rng: random.Random, now_ms: int
+        self,
+        symbols: Mapping[str, Iterable[str]],
+        rng: random.Random,
+        now_ms: int,
+        params: MarketParams | None = None,
+        *,
+        lazy: bool = False,
     ) -> None:
-        self._models: dict[str, dict[str, TickerModel]] = {}
+        base = params if params is not None else MarketParams()
+        self._params = {
+            "option": replace(
+                OPTION_PARAMS, activity=base.activity, kline_time_scale=base.kline_time_scale
+            )
+        }
+        self._base = base
+        self._now_ms = now_ms
+        self._seeds: dict[str, dict[str, int]] = {}
+        self._symbols: dict[str, dict[str, SymbolMarket]] = {}
         for category in sorted(symbols):
-            per: dict[str, TickerModel] = {}
-            for symbol in symbols[category]:
-                child = random.Random(rng.getrandbits(64))
-                spec = instrument_spec(category, symbol, child)
-                per[symbol] = TickerModel(spec, child, now_ms)
-            self._models[category] = per
+            self._seeds[category] = {name: rng.getrandbits(64) for name in symbols[category]}
+            self._symbols[category] = {}
+            if not lazy:
+                for name in self._seeds[category]:
+                    self.symbol(category, name)
 
     def categories(self) -> list[str]:
-        return list(self._models)
+        return list(self._seeds)
 
     def symbols(self, category: str) -> list[str]:
-        return list(self._models.get(category, {}))
+        return list(self._seeds.get(category, {}))
 
     def has(self, category: str, symbol: str) -> bool:
-        return symbol in self._models.get(category, {})
+        return symbol in self._seeds.get(category, {})
 
-    def model(self, category: str, symbol: str) -> TickerModel:
-        try:
-            return self._models[category][symbol]
-        except KeyError:
-            raise KeyError(f"no {category} symbol {symbol!r}") from None
+    def is_built(self, category: str, symbol: str) -> bool:
+        return symbol in self._symbols.get(category, {})
 
-    def models(self, category: str) -> list[TickerModel]:
-        return list(self._models.get(category, {}).values())
+    def symbol(self, category: str, symbol: str, now_ms: int | None = None) -> SymbolMarket:
+        """The market of one symbol, built (at ``now_ms``) if this is its first use."""
+        built = self._symbols.get(category)
+        if built is not None:
+            market = built.get(symbol)
+            if market is not None:
+                return market
+        seed = self._seeds.get(category, {}).get(symbol)
+        if built is None or seed is None:
+            raise KeyError(f"no {category} symbol {symbol!r}")
+        child = random.Random(seed)
+        spec = instrument_spec(category, symbol, child)
+        params = self._params.get(category, self._base)
+        market = built[symbol] = SymbolMarket(
+            spec, child, self._now_ms if now_ms is None else now_ms, params
+        )
+        return market
+
+    def markets(self, category: str) -> list[SymbolMarket]:
+        """Every symbol's market of a category (building any not built yet)."""
+        return [self.symbol(category, name) for name in self.symbols(category)]
+
+    def built(self, category: str) -> list[SymbolMarket]:
+        """The markets built so far, in configuration order."""
+        done = self._symbols.get(category, {})
+        return [done[name] for name in self.symbols(category) if name in done]

@@ -1,9 +1,15 @@
-"""The emulator: a picows WebSocket server that behaves like Bybit's public V5 streams."""
+"""The emulator: a picows WebSocket server that behaves like Bybit's public V5 streams.
+
+Market work (order books, feeds, ground truth) is delegated to :class:`~hean.emulator.venue.Venue`;
+wire faults live in a :class:`~hean.emulator.streamfaults.StreamFaultStore`; ``/control/…`` HTTP
+requests on the same port are answered by :mod:`hean.emulator.control`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import random
@@ -22,11 +28,13 @@ from picows import (
 )
 
 from hean.core.clock import Clock, SystemClock
-from hean.emulator import shapes, topics
+from hean.emulator import topics
 from hean.emulator.config import PUBLIC_CATEGORIES, EmulatorConfig
 from hean.emulator.connection import ConnectionInfo, EffectiveFaults, PublicSession
 from hean.emulator.faults import Faults, validate_fault_change
 from hean.emulator.market import Market
+from hean.emulator.streamfaults import StreamFault, StreamFaultStore
+from hean.emulator.venue import MarketAPI, Venue
 
 __all__ = ["Emulator", "LogEntry"]
 
@@ -42,7 +50,7 @@ _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 _MAX_HISTORY = 10_000
 
 
-class Emulator:
+class Emulator(MarketAPI):
     """Bybit V5 public WebSocket emulator.
 
     Use ``async with Emulator(config) as emu`` (or :meth:`start` / :meth:`stop`), then connect
@@ -55,16 +63,16 @@ class Emulator:
         self.faults: Faults = self._config.faults.copy()
         """Global fault switches (apply to every connection); mutate freely at run time."""
         self._conn_faults: dict[str, Faults] = {}
-        self._market = Market(
-            self._config.symbols, random.Random(self._config.seed), self._clock.wall_ms()
-        )
+        self.stream_faults = StreamFaultStore()
+        """Armed wire faults (see :meth:`inject`)."""
+        for fault in self._config.stream_faults:
+            self.stream_faults.arm(dataclasses.replace(fault, fired=0))
+        self.venue = Venue(self, self._config, self._clock)
+        """Markets, feeds and ground truth (see :class:`~hean.emulator.venue.Venue`)."""
         self._id_rng = random.Random(f"conn-ids:{self._config.seed}")
         self._sessions: dict[str, PublicSession] = {}
         self._infos: deque[ConnectionInfo] = deque(maxlen=_MAX_HISTORY)
         self._log: deque[LogEntry] = deque(maxlen=100 * _MAX_HISTORY)
-        self._index: dict[str, dict[str, dict[PublicSession, None]]] = {
-            c: {} for c in PUBLIC_CATEGORIES
-        }
         self._tasks: list[asyncio.Task[None]] = []
         self._watchdog: asyncio.Task[None] | None = None
         self._stall_task: asyncio.Task[None] | None = None
@@ -86,7 +94,14 @@ class Emulator:
 
     @property
     def market(self) -> Market:
-        return self._market
+        """Symbols and seeds of every category. To act on a symbol's book use
+        :meth:`symbol_market` (it starts the symbol's clock if it was not in use yet)."""
+        return self.venue.market
+
+    @property
+    def control_enabled(self) -> bool:
+        """Whether ``/control/…`` requests are served (see ``EmulatorConfig.control``)."""
+        return self._config.control_enabled
 
     @property
     def port(self) -> int:
@@ -125,8 +140,8 @@ class Emulator:
         self._port = sock.getsockname()[1]
         await self._serve()
         if cfg.auto_tick:
-            for category in self._market.categories():
-                self._spawn(self._run_market(category), f"emulator-market-{category}")
+            for category, feed in self.venue.feeds.items():
+                self._spawn(feed.run(self._clock), f"emulator-market-{category}")
         if cfg.server_pings:
             self._spawn(self._run_server_pings(), "emulator-server-pings")
         if cfg.idle_timeout is not None or self.faults.idle_timeout is not None:
@@ -190,6 +205,12 @@ class Emulator:
     ) -> WSListener | WSUpgradeResponseWithListener | None:
         raw_path = request.path.decode("latin-1")
         path = raw_path.split("?", 1)[0]
+        if path.startswith("/control/"):
+            from hean.emulator import control  # here: keeps `python -m …control` warning-free
+
+            code, reply = control.handle(self, raw_path, request.method)
+            self._record("control", None, f"{code} {raw_path}")
+            return control.response(code, reply)
         self._record("attempt", None, raw_path)
         if self._handshake is not None:
             status, headers, body = self._handshake
@@ -280,14 +301,12 @@ class Emulator:
         return f"{head}-{tail}"
 
     def has_symbol(self, category: str, symbol: str) -> bool:
-        return self._market.has(category, symbol)
+        return self.venue.market.has(category, symbol)
 
-    def snapshot_message(self, category: str, topic: topics.Topic) -> bytes:
-        model = self._market.model(category, topic.symbol)
-        now = self._clock.wall_ms()
-        if category == "spot":
-            return shapes.encode(shapes.ticker_spot(topic.name, model.truth, model.cs, now))
-        return shapes.encode(shapes.ticker_snapshot(topic.name, model.truth, model.cs, now))
+    def send_initial(self, session: PublicSession, topic: topics.Topic) -> None:
+        feed = self.venue.feeds.get(session.category)
+        if feed is not None:
+            feed.send_initial(session, topic)
 
     def session_opened(self, session: PublicSession) -> None:
         assert session.info is not None
@@ -299,87 +318,72 @@ class Emulator:
         info = session.info
         assert info is not None
         self._sessions.pop(session.conn_id, None)
-        index = self._index[session.category]
-        for topic in info.subscriptions:
-            subs = index.get(topic)
-            if subs is not None:
-                subs.pop(session, None)
-                if not subs:
-                    del index[topic]
+        feed = self.venue.feeds.get(session.category)
+        if feed is not None:
+            for topic in info.subscriptions:
+                feed.unsubscribe(session, topic)
         self._conn_faults.pop(session.conn_id, None)
+        self.stream_faults.clear(session.conn_id)
         self._record("close", session.conn_id, info.close_reason or "")
 
     def subscriptions_changed(
-        self, session: PublicSession, added: Iterable[str], removed: Iterable[str]
+        self, session: PublicSession, added: Iterable[topics.Topic], removed: Iterable[str]
     ) -> None:
-        index = self._index[session.category]
+        feed = self.venue.feeds.get(session.category)
+        if feed is None:
+            return
         for topic in added:
-            index.setdefault(topic, {})[session] = None
-        for topic in removed:
-            subs = index.get(topic)
-            if subs is not None:
-                subs.pop(session, None)
-                if not subs:
-                    del index[topic]
+            feed.subscribe(session, topic)
+        for name in removed:
+            feed.unsubscribe(session, name)
+
+    @property
+    def stream_faults_armed(self) -> bool:
+        return self.stream_faults.armed
+
+    def take_stream_fault(
+        self, conn_id: str, topic: str, *, book: bool, snapshot: bool, initial: bool
+    ) -> StreamFault | None:
+        return self.stream_faults.take(
+            conn_id, topic, book=book, snapshot=snapshot, initial=initial
+        )
+
+    def fault_snapshot(self, category: str, topic: str, u: int) -> bytes | None:
+        return self.venue.snapshot_bytes(category, topic, u)
+
+    def fault_delta(self, category: str, topic: str) -> bytes | None:
+        return self.venue.delta_bytes(category, topic)
 
     def _record(self, event: str, conn_id: str | None, detail: str) -> None:
         self._log.append((self._clock.monotonic(), event, conn_id, detail))
         log.debug("emulator %s %s %s", event, conn_id or "-", detail)
 
-    # -- market data --------------------------------------------------------------------------
+    # -- wire faults and what was sent ---------------------------------------------------------
 
-    async def _run_market(self, category: str) -> None:
-        interval = self._config.interval_for(category)
-        while True:
-            await self._clock.sleep(interval)
-            try:
-                self.tick(category)
-            except Exception:
-                log.exception("emulator: market tick failed for %s", category)
+    def book_sent(self, conn_id: str, topic: str) -> tuple[int, int] | None:
+        """``(u, seq)`` of the last ``topic`` book message sent to a connection (after faults)."""
+        return self.connection(conn_id).book_sent.get(topic)
 
-    def tick(self, category: str | None = None, steps: int = 1) -> None:
-        """Move the market ``steps`` push intervals and send the messages (sync)."""
-        categories = self._market.categories() if category is None else [category]
-        for _ in range(steps):
-            for cat in categories:
-                self._tick_category(cat)
+    def inject(
+        self,
+        kind: str,
+        *,
+        conn_id: str | None = None,
+        topic: str | None = None,
+        repeat: bool = False,
+        count: int = 10,
+        size: int = 2 << 20,
+    ) -> StreamFault:
+        """Arm a wire fault (see :mod:`hean.emulator.streamfaults`) globally or for a
+        connection; returns it (``fired`` counts how often it acted)."""
+        if conn_id is not None and conn_id not in self._sessions:
+            raise KeyError(f"no live connection {conn_id!r}")
+        fault = StreamFault(kind, topic, repeat, count, size)
+        return self.stream_faults.arm(fault, conn_id)
 
-    def _tick_category(self, category: str) -> None:
-        now = self._clock.wall_ms()
-        index = self._index[category]
-        spot = category == "spot"
-        effective: dict[PublicSession, EffectiveFaults] = {}
-        for model in self._market.models(category):
-            changes = model.step(now)
-            symbol = model.spec.symbol
-            topic = f"tickers.{symbol}"
-            subs = index.get(topic)
-            if not subs:
-                continue
-            snapshot: bytes | None = None
-            delta: bytes | None = None
-            for session in list(subs):
-                faults = effective.get(session)
-                if faults is None:
-                    faults = effective[session] = self.effective_faults(session.conn_id)
-                if faults.blackhole or symbol in faults.paused_symbols:
-                    session.stale.add(topic)
-                    continue
-                if spot or topic in session.stale:
-                    session.stale.discard(topic)
-                    if snapshot is None:
-                        build = shapes.ticker_spot if spot else shapes.ticker_snapshot
-                        snapshot = shapes.encode(build(topic, model.truth, model.cs, now))
-                    session.push(topic, snapshot)
-                else:
-                    if delta is None:
-                        data = {"symbol": symbol, **changes}
-                        delta = shapes.encode(shapes.ticker_delta(topic, data, model.cs, now))
-                    session.push(topic, delta)
-
-    def ticker_truth(self, category: str, symbol: str) -> dict[str, str]:
-        """The ground-truth ticker (what a client merging snapshot + deltas must hold)."""
-        return self._market.model(category, symbol).snapshot()
+    def clear_injections(self, conn_id: str | None = None) -> int:
+        """Disarm the global wire faults (or one connection's); returns how many."""
+        return self.stream_faults.clear(conn_id)
 
     # -- idle cut-off and server pings --------------------------------------------------------
 

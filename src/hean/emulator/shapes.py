@@ -16,6 +16,7 @@ import msgspec
 
 __all__ = [
     "MISSING",
+    "all_liquidation",
     "already_subscribed_text",
     "decode_error",
     "decode_error_text",
@@ -23,7 +24,11 @@ __all__ = [
     "handler_not_found_text",
     "invalid_op",
     "invalid_symbol_text",
+    "kline",
+    "option_ticker",
+    "orderbook",
     "pong",
+    "public_trade",
     "subscribe_ack",
     "ticker_delta",
     "ticker_snapshot",
@@ -162,3 +167,39 @@ def ticker_delta(topic: str, data: dict[str, str], cs: int, ts: int) -> dict[str
 def ticker_spot(topic: str, data: dict[str, str], cs: int, ts: int) -> dict[str, object]:
     """Spot ticker (always a full snapshot): ``topic, ts, type, cs, data``."""
     return {"topic": topic, "ts": ts, "type": "snapshot", "cs": cs, "data": data}
+
+
+def option_ticker(topic: str, data: dict[str, str], seq: int, ts: int) -> dict[str, object]:
+    """Option ticker (snapshot only): ``id, topic, ts, data, type``; ``id`` is topic-seq-ts."""
+    return {"id": f"{topic}-{seq}-{ts}", "topic": topic, "ts": ts, "data": data, "type": "snapshot"}
+
+
+def orderbook(
+    topic: str,
+    kind: str,
+    ts: int,
+    data: dict[str, object],
+    cts: int,
+    *,
+    ts_first: bool,
+) -> dict[str, object]:
+    """Order-book message. Spot (all depths) and futures level 1 put ``ts`` before ``type``;
+    futures' other depths put it after (protocol.md §5.2, cosmetic)."""
+    if ts_first:
+        return {"topic": topic, "ts": ts, "type": kind, "data": data, "cts": cts}
+    return {"topic": topic, "type": kind, "ts": ts, "data": data, "cts": cts}
+
+
+def public_trade(topic: str, ts: int, trades: Sequence[object]) -> dict[str, object]:
+    """``publicTrade`` message: ``type`` is always ``snapshot``, ``data`` in match order."""
+    return {"topic": topic, "type": "snapshot", "ts": ts, "data": list(trades)}
+
+
+def kline(topic: str, ts: int, candles: Sequence[object]) -> dict[str, object]:
+    """``kline`` message: ``topic, data, ts, type`` (as in the docs example)."""
+    return {"topic": topic, "data": list(candles), "ts": ts, "type": "snapshot"}
+
+
+def all_liquidation(topic: str, ts: int, items: Sequence[object]) -> dict[str, object]:
+    """``allLiquidation`` message: ``data`` is an array of ``{T, s, S, v, p}``."""
+    return {"topic": topic, "type": "snapshot", "ts": ts, "data": list(items)}

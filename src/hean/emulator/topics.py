@@ -1,6 +1,9 @@
 """Topic parsing and subscribe/unsubscribe decisions (pure functions, no I/O).
 
-Only ``tickers.{symbol}`` exists so far; new topic families plug into :func:`parse_topic`.
+Served families (protocol.md §5): ``tickers.{symbol}`` everywhere; ``orderbook.{1,50,200,1000}``,
+``publicTrade`` and ``kline.{interval}`` on spot/linear/inverse; ``allLiquidation`` on
+linear/inverse; ``orderbook.{25,100}`` on option.
+
 Decision rules (protocol.md §3.3): on spot/linear/inverse a single bad topic fails the whole
 request and the reply names only the first offending topic; on option each topic is judged on
 its own and listed in ``successTopics`` / ``failTopics``.
@@ -12,30 +15,53 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from hean.emulator import shapes
+from hean.emulator.candles import INTERVALS
 
 __all__ = ["Decision", "Topic", "decide", "parse_topic", "unknown_topic_text"]
 
 SPOT_MAX_ARGS = 10
 #: Topic families real Bybit knows on spot; an unknown symbol there gets ``Invalid symbol``.
 _SPOT_FAMILIES = ("tickers", "orderbook", "publicTrade", "kline", "priceLimit")
+_DEPTHS: dict[str, frozenset[str]] = {
+    "spot": frozenset(("1", "50", "200", "1000")),
+    "linear": frozenset(("1", "50", "200", "1000")),
+    "inverse": frozenset(("1", "50", "200", "1000")),
+    "option": frozenset(("25", "100")),
+}
+_INTERVALS = frozenset(INTERVALS)
 
 
 @dataclass(frozen=True, slots=True)
 class Topic:
-    """A topic the emulator can serve."""
+    """A topic the emulator can serve (``depth``/``interval`` for books and klines)."""
 
     name: str
     family: str
     symbol: str
+    depth: int = 0
+    interval: str = ""
 
 
-def parse_topic(name: str, has_symbol: Callable[[str], bool]) -> Topic | None:
-    """The served topic for ``name`` or ``None`` if this endpoint has no such topic."""
+def parse_topic(name: str, has_symbol: Callable[[str], bool], kind: str = "linear") -> Topic | None:
+    """The served topic for ``name`` on endpoint ``kind``, or ``None`` if it has no such topic."""
     family, sep, rest = name.partition(".")
     if not sep:
         return None
-    if family == "tickers" and has_symbol(rest):
-        return Topic(name, family, rest)
+    if family == "tickers":
+        return Topic(name, family, rest) if has_symbol(rest) else None
+    if family in ("orderbook", "kline"):
+        param, sep, symbol = rest.partition(".")
+        if not sep or not has_symbol(symbol):
+            return None
+        if family == "orderbook" and param in _DEPTHS.get(kind, ()):
+            return Topic(name, family, symbol, depth=int(param))
+        if family == "kline" and kind != "option" and param in _INTERVALS:
+            return Topic(name, family, symbol, interval=param)
+        return None
+    if family == "publicTrade" and kind != "option":
+        return Topic(name, family, rest) if has_symbol(rest) else None
+    if family == "allLiquidation" and kind in ("linear", "inverse"):
+        return Topic(name, family, rest) if has_symbol(rest) else None
     return None
 
 
@@ -78,7 +104,7 @@ def decide(
         out = Decision(True)
         seen: set[str] = set()
         for name in args:
-            topic = parse_topic(name, has_symbol)
+            topic = parse_topic(name, has_symbol, kind)
             refused = subscribing and (
                 reject_all or name in reject_topics or name in current or name in seen
             )
@@ -92,7 +118,7 @@ def decide(
     accepted: list[Topic] = []
     seen = set()
     for name in args:
-        topic = parse_topic(name, has_symbol)
+        topic = parse_topic(name, has_symbol, kind)
         if topic is None or (subscribing and (reject_all or name in reject_topics)):
             return Decision(False, unknown_topic_text(kind, name), failed=[name])
         if subscribing and (name in current or name in seen):
