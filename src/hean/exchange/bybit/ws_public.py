@@ -139,6 +139,7 @@ class BybitPublicWebSocket:
         ssl_context: TLS settings for ``wss://`` (always verifying; pass one with your own CA).
         name: label for logs/events/metrics (default ``public/<category>``).
         rng: random source for jitter.
+        book_resync_interval: minimum seconds between two resubscribes of one order book.
     """
 
     def __init__(
@@ -158,6 +159,7 @@ class BybitPublicWebSocket:
         ssl_context: ssl.SSLContext | None = None,
         name: str | None = None,
         rng: random.Random | None = None,
+        book_resync_interval: float = BOOK_RESYNC_INTERVAL,
     ) -> None:
         self.category = validate_category(category)
         self.url = url if url is not None else public_url(category, testnet=testnet)
@@ -194,6 +196,7 @@ class BybitPublicWebSocket:
         self._book_resync_sent: dict[str, float] = {}
         self._book_resync_due: dict[str, float] = {}
         self.book_resyncs = 0
+        self.book_resync_interval = book_resync_interval
         self._live = asyncio.Event()
 
     @property
@@ -425,8 +428,8 @@ class BybitPublicWebSocket:
         if book.needs_resync:
             book.needs_resync = False
             last = self._book_resync_sent.get(topic)
-            if last is not None and now - last < BOOK_RESYNC_INTERVAL:
-                self._book_resync_due[topic] = last + BOOK_RESYNC_INTERVAL
+            if last is not None and now - last < self.book_resync_interval:
+                self._book_resync_due[topic] = last + self.book_resync_interval
                 return
         else:
             due = self._book_resync_due.get(topic)

@@ -128,20 +128,17 @@ def test_snapshot_replaces_the_book() -> None:
     assert book.u == 500 and book.snapshots == 2 and book.valid
 
 
-def test_u_1_resets_even_as_a_delta() -> None:
+def test_u_1_snapshot_resets_but_u_1_delta_invalidates() -> None:
+    cache, book = fresh(u=50)
+    book = cache.apply(msg("snapshot", 1, [["10", "1"]], [["11", "1"]]), 2.0)
+    assert book.valid and book.u == 1 and book.restarts == 1 and book.snapshots == 2
+    assert book.bids() == [("10", "1")]
+    # a delta with u=1 carries only some levels: it must not pass for a rebuilt book
     cache, book = fresh(u=50)
     book = cache.apply(msg("delta", 1, [["10", "1"]], [["11", "1"]]), 2.0)
-    assert book.valid and book.u == 1 and book.restarts == 1 and book.snapshots == 2
-    assert book.bids() == [("10", "1")] and book.asks() == [("11", "1")]
-    book = cache.apply(msg("delta", 2, [["10.5", "2"]]), 3.0)
-    assert book.valid and book.best_bid == ("10.5", "2")
-    # also from an invalid book
-    book = cache.apply(msg("delta", 9, [["10.5", "3"]]), 4.0)
-    assert not book.valid
-    book = cache.apply(msg("delta", 1, [["20", "1"]], [["21", "1"]]), 5.0)
-    assert book.valid and book.best_bid == ("20", "1") and book.invalid_reason is None
-    event = book_event(book, msg("delta", 1, [["20", "1"]], [["21", "1"]]), 0)
-    assert event.is_snapshot
+    assert not book.valid and book.needs_resync
+    assert book.invalid_reason == "delta with u=1 (restart without a snapshot)"
+    assert book.u == 50  # not applied
 
 
 def test_delete_unknown_price_is_harmless_and_zero_spellings_delete() -> None:

@@ -4,7 +4,9 @@ Rules (protocol.md §5.2), all enforced here:
 
 * A ``snapshot`` replaces the book; the book is valid from then on. Level-1 books re-push the same
   snapshot (same ``u``) every 3 s when idle; that is just another snapshot.
-* ``u == 1`` means the service restarted: the message replaces the book even if typed ``delta``.
+* a snapshot with ``u == 1`` means the service restarted: it replaces the book like any
+  snapshot. A *delta* with ``u == 1`` cannot rebuild a book (it carries only some levels), so it
+  marks the book invalid and asks for a resync rather than pretending to be a reset.
 * A delta's levels are absolute: size ``"0"`` deletes the level (deleting an unknown price is
   harmless), an unknown price is inserted, a known one gets the new size.
 * A delta must carry ``u == previous u + 1``. A gap, a duplicate, an out-of-order ``u``, a delta
@@ -125,9 +127,9 @@ class OrderBook:
         u / seq / exchange_ts / cts: update id, cross sequence, ``ts`` and ``cts`` of the last
             message applied.
         recv_time: monotonic time of the last message received for this topic (applied or not).
-        snapshots / deltas: messages applied (``u == 1`` resets count as snapshots).
+        snapshots / deltas: messages applied.
         ignored: deltas not applied (the offending one and those that follow while invalid).
-        resyncs: times ``needs_resync`` was raised. restarts: ``u == 1`` resets.
+        resyncs: times ``needs_resync`` was raised. restarts: ``u == 1`` snapshots after the first.
         repeats: snapshots re-pushed with the same ``u`` (level-1 idle heartbeat).
         sequence_errors / crossings / malformed: integrity failures by kind.
         overflows: messages after which a side held more than ``depth`` levels (Bybit deletes
@@ -411,7 +413,7 @@ class OrderBookCache:
             if u.__class__ is not int:
                 u = int(u)
             kind = frame.type
-            if kind == "delta" and u != 1:
+            if kind == "delta":
                 if not book.valid:
                     book.ignored += 1
                     if not book.resync_requested:
@@ -421,7 +423,11 @@ class OrderBookCache:
                 if u != last + 1:
                     book.ignored += 1
                     book.sequence_errors += 1
-                    if u == last:
+                    if u == 1:
+                        # A restart is announced by a *snapshot* with u=1; a delta with u=1
+                        # carries only some levels, so it cannot rebuild the book.
+                        book.invalidate("delta with u=1 (restart without a snapshot)")
+                    elif u == last:
                         book.invalidate(f"duplicate u={u}")
                     elif u > last:
                         book.invalidate(f"gap u={u} expected {last + 1}")
@@ -436,7 +442,7 @@ class OrderBookCache:
                 if asks:
                     _merge(book._ask_keys, book._ask_levels, asks, book._ask_cache, False, limit)
                 book.deltas += 1
-            elif kind == "snapshot" or kind == "delta":  # a delta here has u == 1: restart
+            elif kind == "snapshot":
                 limit = book._cache_limit
                 bid_keys, bid_levels = _load(data.get("b") or (), book._bid_cache, True, limit)
                 ask_keys, ask_levels = _load(data.get("a") or (), book._ask_cache, False, limit)
@@ -505,7 +511,7 @@ def book_event(book: OrderBook, frame: Frame, recv_wall_ms: int) -> OrderBookEve
         book.category,
         book.topic,
         book.depth,
-        frame.type == "snapshot" or u == 1,
+        frame.type == "snapshot",
         bids,
         asks,
         u if u.__class__ is int else book.u,
