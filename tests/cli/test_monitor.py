@@ -232,3 +232,24 @@ def test_books_depth_is_validated(capsys: pytest.CaptureFixture[str]) -> None:
         main(["monitor", "--sim", "--books", "30"])
     assert exc.value.code == 2
     assert "linear offers depths 1, 50, 200, 1000" in capsys.readouterr().err
+
+
+def test_monitor_sim_with_books_reports_best_bid_ask_and_validity() -> None:
+    proc = run(
+        "monitor",
+        "--sim",
+        "--books",
+        "50",
+        "--duration",
+        "2",
+        "--json",
+        "--symbols",
+        "BTCUSDT,ETHUSDT",
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["stable"] is True
+    for s in report["symbols"].values():
+        assert s["book_valid"] is True and s["book_updates"] > 10
+        assert 0 < s["best_bid"] < s["best_ask"] and s["spread"] > 0
+        assert s["book_resyncs"] == 0
