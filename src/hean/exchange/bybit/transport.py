@@ -20,7 +20,7 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import picows
@@ -117,6 +117,9 @@ class WsConnection:
         max_message_size: frames (and reassembled messages) above this are refused.
         ssl_context: for ``wss://`` URLs; default is a verifying context
             (:func:`ssl.create_default_context`). Certificates are always verified.
+        connect_gate: awaited before every connection attempt (first connect and each
+            reconnect), outside ``connect_timeout``: e.g. a process-wide connection rate limit.
+            Cancelled by ``stop()``; if it raises, the attempt fails with ``connect_gate``.
     """
 
     def __init__(
@@ -129,8 +132,10 @@ class WsConnection:
         close_timeout: float = 2.0,
         max_message_size: int = DEFAULT_MAX_MESSAGE,
         ssl_context: ssl.SSLContext | None = None,
+        connect_gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.session = session
+        self.connect_gate = connect_gate
         self.name = session.config.name
         self.publish = publish
         self.clock = clock
@@ -215,6 +220,17 @@ class WsConnection:
 
     async def _connect(self, url: str) -> None:
         retry_after: float | None = None
+        gate = self.connect_gate
+        if gate is not None:
+            try:
+                await gate()
+            except asyncio.CancelledError:
+                self.run_actions(self.session.connect_failed("stop", self._monotonic()))
+                raise
+            except Exception as exc:
+                log.warning("%s: connect gate failed: %r", self.name, exc)
+                self.run_actions(self.session.connect_failed("connect_gate", self._monotonic()))
+                return
         try:
             transport, listener = await asyncio.wait_for(
                 picows.ws_connect(

@@ -25,7 +25,7 @@ import functools
 import logging
 import random
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -140,6 +140,8 @@ class BybitPublicWebSocket:
         name: label for logs/events/metrics (default ``public/<category>``).
         rng: random source for jitter.
         book_resync_interval: minimum seconds between two resubscribes of one order book.
+        connect_gate: awaited before every connection attempt (e.g. the hub's process-wide
+            connection rate limit); see :class:`~hean.exchange.bybit.transport.WsConnection`.
     """
 
     def __init__(
@@ -160,6 +162,7 @@ class BybitPublicWebSocket:
         name: str | None = None,
         rng: random.Random | None = None,
         book_resync_interval: float = BOOK_RESYNC_INTERVAL,
+        connect_gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.category = validate_category(category)
         self.url = url if url is not None else public_url(category, testnet=testnet)
@@ -183,6 +186,7 @@ class BybitPublicWebSocket:
             connect_timeout=connect_timeout,
             max_message_size=max_message_size,
             ssl_context=ssl_context,
+            connect_gate=connect_gate,
         )
         self.unexpected_topics = 0
         self._publish = bus.publish
