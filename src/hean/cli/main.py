@@ -1,4 +1,4 @@
-"""The ``hean`` command: ``hean monitor`` and ``hean sim``."""
+"""The ``hean`` command: ``hean monitor``, ``hean serve`` and ``hean sim``."""
 
 from __future__ import annotations
 
@@ -48,6 +48,70 @@ def _symbols(text: str) -> list[str]:
     if bad:
         raise argparse.ArgumentTypeError(f"not a valid symbol: {', '.join(bad)}")
     return list(dict.fromkeys(symbols))
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a TCP port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {text!r}")
+    return value
+
+
+def _stale_spec(text: str) -> str:
+    from hean.cli.serve import parse_stale_spec
+
+    try:
+        parse_stale_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _field_spec(text: str) -> str:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected FIELD=SECONDS (e.g. markPrice=30), got {text!r}"
+        )
+    if value.strip().lower() not in ("off", "none", "never"):
+        _positive_float(value)
+    return text
+
+
+def _optional_seconds(text: str) -> float | None:
+    """A positive number of seconds, or 0 / ``off`` for "never"."""
+    if text.strip().lower() in ("0", "off", "none", "never"):
+        return None
+    return _positive_float(text)
+
+
+def _add_http_options(p: argparse.ArgumentParser, default_port: int | None) -> None:
+    if default_port is None:
+        p.add_argument(
+            "--http",
+            type=_port,
+            default=None,
+            metavar="PORT",
+            help="also serve /health, /metrics and a live dashboard on this port (0 = any)",
+        )
+    else:
+        p.add_argument(
+            "--http",
+            type=_port,
+            default=default_port,
+            metavar="PORT",
+            help=f"port for /health, /metrics and the dashboard (default {default_port}; 0 = any)",
+        )
+    p.add_argument(
+        "--http-host",
+        default=None,
+        metavar="HOST",
+        help="address for the HTTP server (default 127.0.0.1; giving one allows a "
+        "non-loopback address: health and metrics then reach other machines)",
+    )
 
 
 def _url(text: str) -> str:
@@ -120,6 +184,87 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PER_SECOND",
         help="with --sim: ticker messages per second per symbol (default 10)",
     )
+    _add_http_options(mon, None)
+
+    srv = sub.add_parser(
+        "serve",
+        help="run the streams headless with /health, /metrics and a live dashboard",
+        description=(
+            "Subscribe tickers on one public connection and serve /health (200 when safe to "
+            "trade, 503 when not), /metrics (Prometheus) and a live dashboard on 127.0.0.1, "
+            "until Ctrl-C. Staleness thresholds: --stale tickers=5 (a kind), ETHUSDT=10 (a "
+            "symbol), ETHUSDT:tickers=10, tickers.ETHUSDT=10 (a topic); 'off' disables."
+        ),
+    )
+    swhere = srv.add_mutually_exclusive_group()
+    swhere.add_argument("--testnet", action="store_true", help="Bybit testnet (the default)")
+    swhere.add_argument("--mainnet", action="store_true", help="Bybit mainnet")
+    swhere.add_argument("--url", type=_url, help="any endpoint URL (regional host, emulator)")
+    swhere.add_argument("--sim", action="store_true", help="start the built-in emulator in-process")
+    srv.add_argument("--category", default="linear", choices=CATEGORIES)
+    srv.add_argument(
+        "--symbols",
+        type=_symbols,
+        default=["BTCUSDT", "ETHUSDT", "SOLUSDT"],
+        help="comma-separated symbols (default BTCUSDT,ETHUSDT,SOLUSDT)",
+    )
+    srv.add_argument(
+        "--books",
+        type=int,
+        default=None,
+        metavar="DEPTH",
+        help="also subscribe order books of this depth",
+    )
+    _add_http_options(srv, 9180)
+    srv.add_argument(
+        "--stale",
+        type=_stale_spec,
+        action="append",
+        default=[],
+        metavar="NAME=SECONDS",
+        help="staleness threshold (repeatable; defaults: tickers 5, orderbook 5, "
+        "publicTrade 60, kline 90)",
+    )
+    srv.add_argument(
+        "--stale-field",
+        type=_field_spec,
+        action="append",
+        default=[],
+        metavar="FIELD=SECONDS",
+        help="ticker field frozen while lastPrice moves (default markPrice=30; 'off' disables)",
+    )
+    srv.add_argument(
+        "--recycle-after",
+        type=_optional_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="recycle the connection when a topic is still stale this long after its "
+        "resubscribe (default 30; 0 = never)",
+    )
+    srv.add_argument(
+        "--down-after",
+        type=_optional_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="mark the feed down when still stale this long after that (default 60; 0 = never)",
+    )
+    srv.add_argument("--check-interval", type=_positive_float, default=0.25, metavar="SECONDS")
+    srv.add_argument(
+        "--duration",
+        type=_non_negative_float,
+        default=0.0,
+        help="seconds to run (default 0: until Ctrl-C)",
+    )
+    srv.add_argument("--ping-interval", type=_positive_float, default=20.0, metavar="SECONDS")
+    srv.add_argument("--pong-timeout", type=_positive_float, default=10.0, metavar="SECONDS")
+    srv.add_argument("--connect-timeout", type=_positive_float, default=10.0, metavar="SECONDS")
+    srv.add_argument(
+        "--sim-rate",
+        type=_positive_float,
+        default=10.0,
+        metavar="PER_SECOND",
+        help="with --sim: ticker messages per second per symbol (default 10)",
+    )
 
     sim = sub.add_parser(
         "sim",
@@ -174,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_gap=args.max_gap,
             sim_rate=args.sim_rate,
             books=args.books,
+            http_port=args.http,
+            http_host=args.http_host or "127.0.0.1",
+            allow_remote=args.http_host is not None,
         )
         if args.books is not None:
             from hean.exchange.bybit.ws_public import BOOK_DEPTHS
@@ -182,6 +330,43 @@ def main(argv: Sequence[str] | None = None) -> int:
                 depths = ", ".join(map(str, BOOK_DEPTHS[args.category]))
                 parser.error(f"--books {args.books}: {args.category} offers depths {depths}")
         return _run(lambda stop: run_monitor(opts, stop_event=stop))
+    if args.command == "serve":
+        from hean.cli.serve import ServeOptions, policy_from_specs, run_serve
+
+        if args.books is not None:
+            from hean.exchange.bybit.ws_public import BOOK_DEPTHS
+
+            if args.books not in BOOK_DEPTHS[args.category]:
+                depths = ", ".join(map(str, BOOK_DEPTHS[args.category]))
+                parser.error(f"--books {args.books}: {args.category} offers depths {depths}")
+        try:
+            policy = policy_from_specs(
+                args.stale,
+                args.stale_field,
+                recycle_after=args.recycle_after,
+                down_after=args.down_after,
+            )
+        except ValueError as exc:
+            parser.error(str(exc))
+        serve_opts = ServeOptions(
+            url=args.url,
+            testnet=not args.mainnet,
+            sim=args.sim,
+            category=args.category,
+            symbols=args.symbols,
+            books=args.books,
+            http_port=args.http,
+            http_host=args.http_host or "127.0.0.1",
+            allow_remote=args.http_host is not None,
+            ping_interval=args.ping_interval,
+            pong_timeout=args.pong_timeout,
+            connect_timeout=args.connect_timeout,
+            sim_rate=args.sim_rate,
+            duration=args.duration,
+            policy=policy,
+            check_interval=args.check_interval,
+        )
+        return _run(lambda stop: run_serve(serve_opts, stop_event=stop))
     if args.command == "sim":
         from hean.cli.sim import SimOptions, run_sim
 

@@ -26,6 +26,7 @@ from hean.core.clock import Clock, SystemClock
 from hean.core.events import EventType
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
 from hean.exchange.bybit.ws_public import BybitPublicWebSocket, ConnectError
+from hean.health import HealthMonitor, HealthServer
 
 __all__ = ["MonitorOptions", "run_monitor"]
 
@@ -56,6 +57,11 @@ class MonitorOptions:
     refresh: float = 0.5
     books: int | None = None
     """Also subscribe ``orderbook.<books>`` and watch best bid/ask, spread and validity."""
+    http_port: int | None = None
+    """Also serve ``/health``, ``/metrics`` and the dashboard on this port (``--http``)."""
+    http_host: str = "127.0.0.1"
+    allow_remote: bool = False
+    """Permit a non-loopback ``http_host`` (the CLI sets it when ``--http-host`` is given)."""
 
 
 async def run_monitor(
@@ -106,6 +112,26 @@ async def run_monitor(
     bus.subscribe(EventType.ORDERBOOK, tracker.on_book, name="monitor")
     bus.subscribe(EventType.CONNECTION_STATE, tracker.on_state, name="monitor")
     bus.subscribe(EventType.SUBSCRIPTION, tracker.on_subscription, name="monitor")
+    health: HealthMonitor | None = None
+    server: HealthServer | None = None
+    if opts.http_port is not None:
+        health = HealthMonitor(bus, [ws], clock=clock)
+        try:
+            server = HealthServer(
+                health, opts.http_host, opts.http_port, allow_remote=opts.allow_remote
+            )
+            await server.start()
+        except (OSError, ValueError) as exc:
+            console.print(f"[bold red]cannot serve health on port {opts.http_port}:[/] {exc}")
+            await bus.stop()
+            if emulator is not None:
+                await emulator.stop()
+            return EXIT_NO_CONNECTION
+        await health.start()
+        console.print(
+            f"[bold]hean monitor[/] dashboard {server.url}  health {server.url}health  "
+            f"metrics {server.url}metrics"
+        )
     console.print(f"[bold]hean monitor[/] connecting to {ws.url} ({opts.category}) ...")
     try:
         try:
@@ -146,6 +172,10 @@ async def run_monitor(
             },
         )
     finally:
+        if server is not None:
+            await server.stop()
+        if health is not None:
+            await health.stop()
         await ws.disconnect()
         await bus.stop()
         if emulator is not None:

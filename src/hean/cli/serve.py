@@ -1,0 +1,239 @@
+"""``hean serve``: run the market-data streams headless with ``/health``, ``/metrics`` and the
+dashboard, until Ctrl-C.
+
+It subscribes tickers (and, with ``--books``, order books) for ``--symbols`` on one public
+connection (Bybit testnet by default, any ``--url``, or the built-in emulator with ``--sim``),
+watches them with :class:`~hean.health.HealthMonitor` and serves
+:class:`~hean.health.HealthServer` on 127.0.0.1 (``--http-host`` to bind elsewhere). It never
+gives up on the connection: while the venue is unreachable it keeps retrying with backoff and
+``/health`` answers 503 with the reason. Exit code 0 after Ctrl-C, 2 when the HTTP port cannot
+be bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from hean.core.bus import EventBus
+from hean.core.clock import Clock, SystemClock
+from hean.exchange.bybit.protocol.backoff import BackoffPolicy
+from hean.exchange.bybit.ws_public import BybitPublicWebSocket
+from hean.health import HealthMonitor, HealthServer, StalenessPolicy
+from hean.health.staleness import DEFAULT_FIELD_THRESHOLDS, DEFAULT_THRESHOLDS
+
+__all__ = [
+    "DEFAULT_HTTP_PORT",
+    "ServeOptions",
+    "parse_stale_spec",
+    "policy_from_specs",
+    "run_serve",
+]
+
+log = logging.getLogger("hean.serve")
+
+_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9\-_]{1,40}$")
+
+DEFAULT_HTTP_PORT = 9180
+EXIT_OK = 0
+EXIT_CANNOT_SERVE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    url: str | None = None
+    testnet: bool = True
+    sim: bool = False
+    category: str = "linear"
+    symbols: list[str] = field(default_factory=lambda: ["BTCUSDT", "ETHUSDT", "SOLUSDT"])
+    books: int | None = None
+    http_port: int = DEFAULT_HTTP_PORT
+    http_host: str = "127.0.0.1"
+    allow_remote: bool = False
+    ping_interval: float = 20.0
+    pong_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    sim_rate: float = 10.0
+    duration: float = 0.0
+    """Seconds to run; 0 runs until interrupted."""
+    policy: StalenessPolicy = field(default_factory=StalenessPolicy)
+    check_interval: float = 0.25
+
+
+def parse_stale_spec(text: str) -> tuple[str, str | None, float | None]:
+    """Parse one ``--stale`` value into ``(scope, key, seconds)``.
+
+    ``tickers=5`` (a kind), ``ETHUSDT=10`` (every kind of a symbol), ``ETHUSDT:tickers=10`` (one
+    kind of a symbol), ``tickers.ETHUSDT=10`` (one topic); ``off`` instead of seconds disables
+    the check. Returns ``("kind", kind, s)``, ``("symbol", "SYM:kind", s)`` or
+    ``("topic", topic, s)``.
+
+    Raises:
+        ValueError: the text is not one of these forms.
+    """
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise ValueError(f"expected NAME=SECONDS (e.g. tickers=5), got {text!r}")
+    seconds: float | None
+    if value.strip().lower() in ("off", "none", "never"):
+        seconds = None
+    else:
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise ValueError(f"{text!r}: {value!r} is not a number of seconds") from None
+        if not seconds > 0 or seconds == float("inf"):
+            raise ValueError(f"{text!r}: seconds must be a positive number")
+    if name in DEFAULT_THRESHOLDS:
+        return "kind", name, seconds
+    if "." in name:
+        return "topic", name, seconds
+    symbol, colon, kind = name.partition(":")
+    if colon and kind not in DEFAULT_THRESHOLDS:
+        raise ValueError(f"{text!r}: unknown topic kind {kind!r}")
+    if not _SYMBOL.match(symbol):
+        raise ValueError(f"{text!r}: {symbol!r} is not a symbol, topic kind or topic")
+    return "symbol", f"{symbol}:{kind or '*'}", seconds
+
+
+def policy_from_specs(
+    stale: Iterable[str] = (),
+    fields: Iterable[str] = (),
+    *,
+    recycle_after: float | None = 30.0,
+    down_after: float | None = 60.0,
+) -> StalenessPolicy:
+    """A :class:`StalenessPolicy` from ``--stale`` and ``--stale-field`` values."""
+    kinds: dict[str, float | None] = dict(DEFAULT_THRESHOLDS)
+    symbols: dict[str, dict[str, float | None]] = {}
+    topics: dict[str, float | None] = {}
+    for text in stale:
+        scope, key, seconds = parse_stale_spec(text)
+        assert key is not None
+        if scope == "kind":
+            kinds[key] = seconds
+        elif scope == "topic":
+            topics[key] = seconds
+        else:
+            symbol, _, kind = key.partition(":")
+            symbols.setdefault(symbol, {})[kind] = seconds
+    field_thresholds: dict[str, float] = dict(DEFAULT_FIELD_THRESHOLDS)
+    for text in fields:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"expected FIELD=SECONDS (e.g. markPrice=30), got {text!r}")
+        if value.strip().lower() in ("off", "none", "never"):
+            field_thresholds.pop(name.strip(), None)
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise ValueError(f"{text!r}: {value!r} is not a number of seconds") from None
+        field_thresholds[name.strip()] = seconds
+    return StalenessPolicy(
+        thresholds=kinds,
+        symbol_thresholds=symbols,
+        topic_thresholds=topics,
+        fields=field_thresholds,
+        recycle_after=recycle_after,
+        down_after=down_after,
+    )
+
+
+async def run_serve(
+    opts: ServeOptions,
+    *,
+    out: TextIO | None = None,
+    clock: Clock | None = None,
+    stop_event: asyncio.Event | None = None,
+    ready: asyncio.Future[HealthServer] | None = None,
+) -> int:
+    """Serve until ``stop_event`` is set (or ``duration`` passes); returns the exit code.
+
+    Args:
+        ready: resolved with the started server (tests read its port from it).
+    """
+    out = out if out is not None else sys.stdout
+    clock = clock if clock is not None else SystemClock()
+    stop = stop_event if stop_event is not None else asyncio.Event()
+    emulator: Any = None
+    url = opts.url
+    if opts.sim:
+        from hean.emulator import Emulator, EmulatorConfig
+
+        emulator = Emulator(
+            EmulatorConfig(
+                symbols={opts.category: tuple(opts.symbols)},
+                ticker_interval=1.0 / opts.sim_rate,
+            )
+        )
+        await emulator.start()
+        url = emulator.url(opts.category)
+    bus = EventBus()
+    await bus.start()
+    ws = BybitPublicWebSocket(
+        bus,
+        opts.category,
+        testnet=opts.testnet,
+        url=url,
+        clock=clock,
+        ping_interval=opts.ping_interval,
+        pong_timeout=opts.pong_timeout,
+        connect_timeout=opts.connect_timeout,
+        backoff=BackoffPolicy(),
+    )
+    health = HealthMonitor(
+        bus, [ws], clock=clock, policy=opts.policy, check_interval=opts.check_interval
+    )
+    server = HealthServer(
+        health, opts.http_host, opts.http_port, allow_remote=opts.allow_remote, title="HEAN"
+    )
+    connecting: asyncio.Task[None] | None = None
+    try:
+        try:
+            await server.start()
+        except OSError as exc:
+            print(
+                f"hean serve: cannot listen on {opts.http_host}:{opts.http_port}: "
+                f"{exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return EXIT_CANNOT_SERVE
+        await health.start()
+        await ws.subscribe_tickers(opts.symbols)
+        if opts.books is not None:
+            await ws.subscribe_orderbook(opts.symbols, opts.books)
+        connecting = asyncio.get_running_loop().create_task(ws.connect(), name="hean-serve-connect")
+        base = server.url
+        print(
+            f"hean serve: {opts.category} {', '.join(opts.symbols)} from {ws.url}\n"
+            f"  dashboard {base}\n  health    {base}health\n  metrics   {base}metrics\n"
+            "Ctrl-C to stop.",
+            file=out,
+            flush=True,
+        )
+        if ready is not None and not ready.done():
+            ready.set_result(server)
+        timeout = opts.duration if opts.duration > 0 else None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout)
+    finally:
+        if connecting is not None and not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connecting
+        await server.stop()
+        await health.stop()
+        await ws.disconnect()
+        await bus.stop()
+        if emulator is not None:
+            await emulator.stop()
+    print("hean serve: stopped", file=out, flush=True)
+    return EXIT_OK

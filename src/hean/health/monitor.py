@@ -1,0 +1,714 @@
+"""``HealthMonitor``: the asyncio driver tying staleness, execution quality and metrics together.
+
+It subscribes to the bus (data events count and feed the :class:`StalenessMonitor`; state,
+subscription and auth events keep the connection views current), and runs one task that calls
+:meth:`HealthMonitor.step` every ``check_interval`` seconds: judge staleness, carry out what it
+asks for (resubscribe a topic, recycle a connection, publish a ``STALENESS`` event), sample ping
+round-trip times and per-topic rates, and update :class:`ExecutionQuality` (which publishes
+``EXECUTION_QUALITY`` on every change).
+
+Usage::
+
+    health = HealthMonitor(bus, [ws])
+    await health.start()
+    ...
+    health.quality.ws_ok            # safe to trade?
+    health.health()                 # (ok, the /health document)
+    await HealthServer(health, port=9180).start()   # /health, /metrics, dashboard
+
+Which topics are watched comes from each connection's own subscriptions (so metric labels are
+bounded by configuration): every subscribed, not rejected topic, and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from hean.core.bus import EventBus, Subscription
+from hean.core.clock import Clock, SystemClock
+from hean.core.events import (
+    AuthEvent,
+    ConnectionStateEvent,
+    EventType,
+    KlineEvent,
+    LiquidationEvent,
+    OrderBookEvent,
+    SubscriptionEvent,
+    SubscriptionStatus,
+    TickEvent,
+    TradeEvent,
+)
+from hean.core.lifecycle import ConnectionState
+from hean.exchange.bybit.protocol.backoff import BreakerState
+from hean.exchange.bybit.protocol.session import Close, Session
+from hean.exchange.bybit.protocol.subscriptions import TopicStatus
+from hean.exchange.bybit.transport import WsConnection
+from hean.health.metrics import LAG_BUCKETS, RTT_BUCKETS, Histogram
+from hean.health.quality import ConnectionView, ExecutionQuality, assess
+from hean.health.staleness import (
+    Recycle,
+    Report,
+    Resubscribe,
+    Stage,
+    StaleAction,
+    StalenessMonitor,
+    StalenessPolicy,
+    TopicWatch,
+    topic_kind,
+)
+
+__all__ = ["Feed", "FeedStatus", "HealthMonitor", "public_url", "recycle_connection"]
+
+log = logging.getLogger("hean.health")
+
+HISTORY = 50
+"""Connection state changes kept for the dashboard."""
+RATE_WINDOW = 60
+"""Per-topic rate samples kept (one per ``sample_interval``) for the dashboard sparklines."""
+
+
+WATCHED_KINDS = frozenset(
+    ("tickers", "orderbook", "publicTrade", "kline", "allLiquidation", "liquidation")
+)
+"""Topic kinds whose messages the monitor counts and judges (market data). Other topics of a
+connection (private streams) are not watched; the connection itself is."""
+
+
+class Feed(Protocol):
+    """A connection the monitor can watch, e.g. a ``BybitPublicWebSocket`` (market data is
+    matched to it by its ``category`` attribute, when it has one) or a private stream."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def session(self) -> Session: ...
+    @property
+    def connection(self) -> WsConnection: ...
+
+
+@dataclass(slots=True)
+class FeedStatus:
+    """What the monitor keeps about one connection (read-only for users)."""
+
+    feed: Feed
+    required: bool = True
+    reason: str = ""
+    """Reason of the last state change seen."""
+    auth_seen: bool = False
+    auth_ok: bool = False
+    auth_reason: str = ""
+    auth_failures: dict[str, int] = field(default_factory=dict)
+    pongs_seen: int = 0
+    rtt: Histogram = field(default_factory=lambda: Histogram(RTT_BUCKETS))
+    lag: dict[str, Histogram] = field(default_factory=dict)
+    """Exchange-to-local lag per topic kind."""
+    recycles: int = 0
+    rejected: dict[str, str] = field(default_factory=dict)
+    """Rejected topics and the server's reason."""
+
+    @property
+    def name(self) -> str:
+        return self.feed.name
+
+    @property
+    def auth_state(self) -> str:
+        """``not_required``, ``pending``, ``ok`` or ``failed``."""
+        state = self.feed.session.state
+        if state is ConnectionState.AUTHENTICATING:
+            return "pending"
+        if state.value == "auth_failed":
+            return "failed"
+        if not self.auth_seen:
+            return "not_required"
+        return "ok" if self.auth_ok else "failed"
+
+
+@dataclass(slots=True)
+class _Route:
+    watch: TopicWatch
+    lag: Histogram
+    status: FeedStatus
+
+
+def public_url(url: str) -> str:
+    """``url`` without user info, query or fragment (safe to show on a page)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = host if port is None else f"{host}:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class HealthMonitor:
+    """Watches connections and topics; see the module docstring.
+
+    Args:
+        bus: the bus the connections publish on.
+        feeds: connections to watch (more with :meth:`add`).
+        clock: time source; must be the connections' clock (monotonic times are compared).
+        policy: staleness thresholds and escalation.
+        check_interval: seconds between checks.
+        sample_interval: seconds between rate samples (dashboard sparklines).
+        optional_topics: topics whose staleness does not make ``ws_ok`` false.
+        discover: called at every check for the current connections (e.g. a ``StreamHub``'s
+            ``hub.connections``, which opens them as topics are wanted): new ones are watched,
+            ones no longer listed are dropped.
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        feeds: Iterable[Feed] = (),
+        *,
+        clock: Clock | None = None,
+        policy: StalenessPolicy | None = None,
+        check_interval: float = 0.25,
+        sample_interval: float = 1.0,
+        optional_topics: Iterable[str] = (),
+        discover: Callable[[], Iterable[Feed]] | None = None,
+    ) -> None:
+        if not check_interval > 0:
+            raise ValueError(f"check_interval must be > 0, got {check_interval!r}")
+        if not sample_interval > 0:
+            raise ValueError(f"sample_interval must be > 0, got {sample_interval!r}")
+        self.bus = bus
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.check_interval = check_interval
+        self.sample_interval = sample_interval
+        self.optional_topics = frozenset(optional_topics)
+        self.discover = discover
+        self._discovered: set[str] = set()
+        now = self.clock.monotonic()
+        self.started_at = now
+        self.staleness = StalenessMonitor(policy)
+        self.quality = ExecutionQuality(bus.publish, now=now)
+        self.feeds: dict[str, FeedStatus] = {}
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+        """Recent connection state changes (newest last)."""
+        self.rates: dict[tuple[str, str], deque[float]] = {}
+        """Messages per second per (connection, topic), one sample per ``sample_interval``."""
+        self.checks = 0
+        self._routes: dict[str, dict[str, _Route]] = {}
+        self._misses: set[tuple[str, str]] = set()
+        self._sample_counts: dict[tuple[str, str], int] = {}
+        self._sampled_at: float | None = None
+        self._subs: list[Subscription] = []
+        self._observe_watch = self.staleness.observe
+        self._task: asyncio.Task[None] | None = None
+        self._wall_offset = self.clock.wall_ms() / 1000.0 - now
+        from hean.health.metrics import build_registry  # metrics reads this object
+
+        self.registry = build_registry(self)
+        """The Prometheus :class:`~prometheus_client.CollectorRegistry` of this monitor."""
+        for feed in feeds:
+            self.add(feed)
+        self._discover()
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def add(self, feed: Feed, *, required: bool = True) -> FeedStatus:
+        """Watch another connection (its name must be unique)."""
+        if feed.name in self.feeds:
+            raise ValueError(f"a connection named {feed.name!r} is already watched")
+        status = FeedStatus(feed, required=required)
+        self.feeds[feed.name] = status
+        self._routes.setdefault(_category(feed), {})
+        self._sync(self.clock.monotonic())
+        return status
+
+    def remove(self, name: str) -> FeedStatus | None:
+        """Stop watching the connection called ``name`` (and its topics)."""
+        status = self.feeds.pop(name, None)
+        if status is None:
+            return None
+        self._discovered.discard(name)
+        for w in [w for w in self.staleness if w.connection == name]:
+            self._unwatch(status.feed, w)
+        return status
+
+    def _discover(self) -> None:
+        if self.discover is None:
+            return
+        current = {feed.name: feed for feed in self.discover()}
+        for name in [n for n in self._discovered if n not in current]:
+            self.remove(name)
+        for name, feed in current.items():
+            status = self.feeds.get(name)
+            if status is not None and status.feed is not feed and name in self._discovered:
+                self.remove(name)  # a new connection under an old name
+                status = None
+            if status is None:
+                self.add(feed)
+                self._discovered.add(name)
+
+    async def start(self) -> None:
+        """Subscribe to the bus and start the periodic check (idempotent)."""
+        if self._task is not None and not self._task.done():
+            return
+        self.attach()
+        self.step()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="hean-health")
+
+    def attach(self) -> None:
+        """Subscribe to the bus without starting the periodic check (drive :meth:`step` by hand,
+        e.g. with a ``ManualClock`` in tests). Idempotent."""
+        if not self._subs:
+            bus = self.bus
+            self._subs = [
+                bus.subscribe(EventType.TICK, self._on_tick, name="health"),
+                bus.subscribe(EventType.ORDERBOOK, self._on_book, name="health"),
+                bus.subscribe(EventType.TRADE, self._on_trade, name="health"),
+                bus.subscribe(EventType.KLINE, self._on_kline, name="health"),
+                bus.subscribe(EventType.LIQUIDATION, self._on_liquidation, name="health"),
+                bus.subscribe(EventType.CONNECTION_STATE, self._on_state, name="health"),
+                bus.subscribe(EventType.SUBSCRIPTION, self._on_subscription, name="health"),
+                bus.subscribe(EventType.AUTH, self._on_auth, name="health"),
+            ]
+
+    async def stop(self) -> None:
+        """Stop checking and leave the bus."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for sub in self._subs:
+            sub.unsubscribe()
+        self._subs = []
+
+    async def __aenter__(self) -> HealthMonitor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        logged_at: float | None = None
+        while True:
+            await self.clock.sleep(self.check_interval)
+            try:
+                self.step()
+            except Exception:  # the watchdog must never die of its own bug (logged every 10 s)
+                now = self.clock.monotonic()
+                if logged_at is None or now - logged_at >= 10.0:
+                    logged_at = now
+                    log.exception("health check failed")
+
+    # -- the periodic check -------------------------------------------------------------------
+
+    def step(self, now: float | None = None) -> list[StaleAction]:
+        """One check: sync watches, judge staleness, act, sample, update quality."""
+        if now is None:
+            now = self.clock.monotonic()
+        self.checks += 1
+        self._discover()
+        self._sync(now)
+        for status in self.feeds.values():
+            self._sample_rtt(status)
+        actions = self.staleness.check(now)
+        self._execute(actions, now)
+        self._sample_rates(now)
+        self._assess(now)
+        return actions
+
+    def _sync(self, now: float) -> None:
+        """Watch exactly the subscribed, not rejected topics of every connection."""
+        mon = self.staleness
+        for status in self.feeds.values():
+            feed = status.feed
+            session = feed.session
+            live = session.state is ConnectionState.LIVE
+            mon.connection_state(feed.name, live, session.stats.live_since)
+            wanted = session.subscriptions.topics
+            for topic, st in wanted.items():
+                if st is TopicStatus.REJECTED:
+                    continue
+                status.rejected.pop(topic, None)
+                if topic_kind(topic) in WATCHED_KINDS and mon.get(feed.name, topic) is None:
+                    self._add_watch(status, topic, now)
+            for w in [w for w in mon if w.connection == feed.name]:
+                if wanted.get(w.topic, TopicStatus.REJECTED) is TopicStatus.REJECTED:
+                    self._unwatch(feed, w)
+        self._misses.clear()
+
+    def _unwatch(self, feed: Feed, w: TopicWatch) -> None:
+        self.staleness.unwatch(feed.name, w.topic)
+        routes = self._routes.get(_category(feed), {})
+        route = routes.get(w.topic)
+        if route is not None and route.watch is w:
+            del routes[w.topic]
+        self.rates.pop((feed.name, w.topic), None)
+        self._sample_counts.pop((feed.name, w.topic), None)
+
+    def _add_watch(self, status: FeedStatus, topic: str, now: float) -> _Route:
+        feed = status.feed
+        w = self.staleness.watch(
+            feed.name, topic, now, required=status.required and topic not in self.optional_topics
+        )
+        lag = status.lag.get(w.kind)
+        if lag is None:
+            lag = status.lag[w.kind] = Histogram(LAG_BUCKETS)
+        route = _Route(w, lag, status)
+        self._routes.setdefault(_category(feed), {}).setdefault(topic, route)
+        self.rates.setdefault((feed.name, topic), deque(maxlen=RATE_WINDOW))
+        return route
+
+    def _sample_rtt(self, status: FeedStatus) -> None:
+        hb = status.feed.session.heartbeat
+        pongs = hb.pongs_received
+        if pongs < status.pongs_seen:
+            status.pongs_seen = 0
+        if pongs > status.pongs_seen:
+            status.pongs_seen = pongs
+            if hb.rtt is not None:
+                status.rtt.observe(hb.rtt)
+
+    def _sample_rates(self, now: float) -> None:
+        last = self._sampled_at
+        if last is not None and now - last < self.sample_interval:
+            return
+        self._sampled_at = now
+        for w in self.staleness:
+            key = (w.connection, w.topic)
+            before = self._sample_counts.get(key)
+            self._sample_counts[key] = w.messages
+            if last is None or before is None:
+                continue
+            series = self.rates.setdefault(key, deque(maxlen=RATE_WINDOW))
+            series.append(round((w.messages - before) / (now - last), 3))
+
+    def _assess(self, now: float) -> None:
+        views = [self._view(s) for s in self.feeds.values()]
+        reasons = assess(views, self.staleness)
+        for status in self.feeds.values():
+            if status.required:
+                for topic, why in sorted(status.rejected.items()):
+                    reasons.append(f"subscription {topic} rejected ({why})")
+        rtts = [
+            s.feed.session.heartbeat.rtt
+            for s in self.feeds.values()
+            if s.feed.session.state is ConnectionState.LIVE
+        ]
+        rtt = max((r for r in rtts if r is not None), default=None)
+        lags = [
+            w.last_lag
+            for w in self.staleness
+            if w.required and w.stage is Stage.FRESH and w.last_lag is not None
+        ]
+        lag = max((x for x in lags if x is not None), default=None)
+        self.quality.update(reasons, now, ping_rtt=rtt, lag=lag)
+
+    def _view(self, status: FeedStatus) -> ConnectionView:
+        session = status.feed.session
+        state = session.state
+        reason = status.reason
+        if not reason and state is not ConnectionState.LIVE:
+            reason = session.stats.last_disconnect_reason
+        return ConnectionView(
+            name=status.name,
+            state=state,
+            reason=reason,
+            live_since=session.stats.live_since,
+            breaker_open=session.breaker.state is BreakerState.OPEN,
+            auth_failed=status.auth_reason if status.auth_seen and not status.auth_ok else None,
+            required=status.required,
+        )
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def _execute(self, actions: list[StaleAction], now: float) -> None:
+        for action in actions:
+            if isinstance(action, Report):
+                self.bus.publish(EventType.STALENESS, action.event)
+                continue
+            status = self.feeds.get(action.connection)
+            if status is None:
+                continue
+            feed = status.feed
+            if isinstance(action, Resubscribe):
+                feed.connection.run_actions(feed.session.resync(action.topic, action.reason, now))
+            elif isinstance(action, Recycle):
+                status.recycles += 1
+                recycle_connection(feed, action.reason)
+
+    # -- bus callbacks (sync, on the reader's path: keep them short) ---------------------------
+
+    def _route(self, category: str, topic: str) -> _Route | None:
+        routes = self._routes.get(category)
+        route = routes.get(topic) if routes is not None else None
+        if route is not None:
+            return route
+        key = (category, topic)
+        if key in self._misses:
+            return None
+        # A topic (or connection) new since the last check: watch it now, so that no message
+        # goes uncounted. At most once per topic and check for a topic nobody here wants.
+        self._discover()
+        route = self._routes.get(category, {}).get(topic)
+        if route is not None:
+            return route
+        if topic_kind(topic) in WATCHED_KINDS:
+            for status in self.feeds.values():
+                feed = status.feed
+                if _category(feed) == category and topic in feed.session.subscriptions.topics:
+                    return self._add_watch(status, topic, self.clock.monotonic())
+        self._misses.add(key)
+        return None
+
+    def _observe(self, route: _Route, now: float, recv_wall_ms: int, exchange_ts: int) -> None:
+        lag: float | None = None
+        if exchange_ts > 0:
+            lag = (recv_wall_ms - exchange_ts) * 0.001
+            route.lag.observe(lag if lag > 0.0 else 0.0)
+        actions = self._observe_watch(route.watch, now, lag)
+        if actions:
+            self._execute(actions, now)
+
+    def _on_tick(self, ev: TickEvent) -> None:
+        # The hottest path of the monitor (one call per ticker message): kept flat.
+        ticker = ev.ticker
+        routes = self._routes.get(ev.category)
+        route = None if routes is None else routes.get(ticker.topic)
+        if route is None:
+            route = self._route(ev.category, ticker.topic)
+            if route is None:
+                return
+        w = route.watch
+        w.ticker = ticker
+        w.last_price = ev.last_price
+        w.bid = ev.bid
+        w.ask = ev.ask
+        self._observe(route, ev.recv_time, ev.recv_wall_ms, ev.exchange_ts)
+
+    def _on_book(self, ev: OrderBookEvent) -> None:
+        route = self._route(ev.category, ev.topic)
+        if route is None:
+            return
+        w = route.watch
+        w.book_valid = ev.valid
+        w.book_reason = "" if ev.valid else (ev.book.invalid_reason or "invalid")
+        bid, ask = ev.best_bid, ev.best_ask
+        w.bid = None if bid is None else float(bid[0])
+        w.ask = None if ask is None else float(ask[0])
+        self._observe(route, ev.recv_time, ev.recv_wall_ms, ev.exchange_ts)
+
+    def _on_trade(self, ev: TradeEvent) -> None:
+        route = self._route(ev.category, f"publicTrade.{ev.symbol}")
+        if route is None:
+            return
+        if ev.trades:
+            price = getattr(ev.trades[-1], "price", None)
+            with contextlib.suppress(TypeError, ValueError):
+                route.watch.last_price = None if price is None else float(price)
+        self._observe(route, ev.recv_time, ev.recv_wall_ms, ev.exchange_ts)
+
+    def _on_kline(self, ev: KlineEvent) -> None:
+        route = self._route(ev.category, f"kline.{ev.interval}.{ev.symbol}")
+        if route is not None:
+            self._observe(route, ev.recv_time, ev.recv_wall_ms, ev.exchange_ts)
+
+    def _on_liquidation(self, ev: LiquidationEvent) -> None:
+        route = self._route(ev.category, f"allLiquidation.{ev.symbol}")
+        if route is None:
+            route = self._route(ev.category, f"liquidation.{ev.symbol}")
+        if route is not None:
+            self._observe(route, ev.recv_time, ev.recv_wall_ms, ev.exchange_ts)
+
+    def _on_state(self, ev: ConnectionStateEvent) -> None:
+        status = self.feeds.get(ev.connection)
+        if status is None:
+            return
+        status.reason = ev.reason
+        live = ev.new is ConnectionState.LIVE
+        self.staleness.connection_state(ev.connection, live, ev.time if live else None)
+        self.history.append(
+            {
+                "time": ev.time,
+                "wall_ms": int((ev.time + self._wall_offset) * 1000),
+                "connection": ev.connection,
+                "old": ev.old.value,
+                "new": ev.new.value,
+                "reason": ev.reason,
+                "attempt": ev.attempt,
+            }
+        )
+
+    def _on_subscription(self, ev: SubscriptionEvent) -> None:
+        status = self.feeds.get(ev.connection)
+        if status is None:
+            return
+        if ev.status is SubscriptionStatus.REJECTED:
+            status.rejected[ev.topic] = ev.reason[:120]
+        elif ev.status in (SubscriptionStatus.CONFIRMED, SubscriptionStatus.UNSUBSCRIBED):
+            status.rejected.pop(ev.topic, None)
+
+    def _on_auth(self, ev: AuthEvent) -> None:
+        status = self.feeds.get(ev.connection)
+        if status is None:
+            return
+        status.auth_seen = True
+        status.auth_ok = ev.ok
+        status.auth_reason = "" if ev.ok else ev.reason
+        if not ev.ok:
+            key = ev.reason if ev.reason in AUTH_REASONS else "unknown"
+            status.auth_failures[key] = status.auth_failures.get(key, 0) + 1
+
+    # -- views --------------------------------------------------------------------------------
+
+    def status(self) -> str:
+        """``ok``, ``degraded`` (connections live, some data stale) or ``down``."""
+        if self.quality.ws_ok:
+            return "ok"
+        for s in self.feeds.values():
+            if s.required and s.feed.session.state is not ConnectionState.LIVE:
+                return "down"
+        if any(w.stage is Stage.DOWN for w in self.staleness if w.required):
+            return "down"
+        return "degraded"
+
+    def _connection_doc(self, status: FeedStatus, now: float) -> dict[str, Any]:
+        session = status.feed.session
+        stats = session.stats
+        view = self._view(status)
+        hb = session.heartbeat
+        return {
+            "state": view.state.value,
+            "reason": view.reason,
+            "url": public_url(status.feed.url),
+            "category": _category(status.feed),
+            "required": status.required,
+            "uptime_s": None if stats.live_since is None else round(now - stats.live_since, 3),
+            "connects": stats.connects,
+            "reconnects": stats.reconnects,
+            "last_disconnect_reason": stats.last_disconnect_reason,
+            "circuit_breaker": session.breaker.state.value,
+            "auth": status.auth_state,
+            "ping_rtt_ms": None if hb.rtt is None else round(hb.rtt * 1e3, 3),
+            "last_message_age_s": None
+            if stats.last_message_at is None
+            else round(now - stats.last_message_at, 3),
+            "messages": stats.messages,
+            "decode_errors": stats.decode_errors,
+            "recycles": status.recycles,
+            "rejected_topics": dict(status.rejected),
+        }
+
+    def _topic_doc(self, w: TopicWatch, now: float) -> dict[str, Any]:
+        age = w.age(now)
+        return {
+            "connection": w.connection,
+            "symbol": w.symbol,
+            "kind": w.kind,
+            "age_s": None if age is None else round(age, 3),
+            "threshold_s": w.threshold,
+            "stale": w.stale,
+            "stage": w.stage.value,
+            "stale_fields": sorted(w.field_episodes),
+            "required": w.required,
+            "messages": w.messages,
+        }
+
+    def health(self, now: float | None = None) -> tuple[bool, dict[str, Any]]:
+        """``(ok, document)`` for ``/health``: ok is ``quality.ws_ok``.
+
+        The document: ``status``, ``ws_ok``, ``reasons``, ``ping_rtt_ms``, ``lag_ms``, ``since``,
+        ``for_s``, ``connections`` (name -> state, reason, breaker, auth, ...) and ``topics``
+        (connection name -> topic -> age, threshold, stage, ...).
+        """
+        if now is None:
+            now = self.clock.monotonic()
+        q = self.quality
+        topics: dict[str, dict[str, Any]] = {name: {} for name in self.feeds}
+        for w in sorted(self.staleness, key=lambda w: w.topic):
+            topics.setdefault(w.connection, {})[w.topic] = self._topic_doc(w, now)
+        doc = {
+            "status": self.status(),
+            **q.as_dict(now),
+            "connections": {n: self._connection_doc(s, now) for n, s in self.feeds.items()},
+            "topics": topics,
+        }
+        return q.ws_ok, doc
+
+    def state(self, now: float | None = None) -> dict[str, Any]:
+        """Everything the dashboard shows (``/api/state``)."""
+        if now is None:
+            now = self.clock.monotonic()
+        _, doc = self.health(now)
+        topics = []
+        for w in self.staleness:
+            t = self._topic_doc(w, now)
+            rates = self.rates.get((w.connection, w.topic))
+            t.update(
+                topic=w.topic,
+                rate=rates[-1] if rates else None,
+                rates=list(rates) if rates else [],
+                last_price=w.last_price,
+                bid=w.bid,
+                ask=w.ask,
+                lag_ms=None if w.last_lag is None else round(w.last_lag * 1e3, 3),
+                book_valid=w.book_valid,
+                book_reason=w.book_reason,
+                episodes=w.episodes,
+                resubscribes=w.resubscribes,
+            )
+            topics.append(t)
+        doc["topics"] = sorted(
+            topics, key=lambda t: (t["symbol"], t["kind"], t["topic"], t["connection"])
+        )
+        doc["history"] = [{**h, "ago_s": round(now - h["time"], 3)} for h in self.history]
+        doc["wall_ms"] = int((now + self._wall_offset) * 1000)
+        doc["uptime_s"] = round(now - self.started_at, 3)
+        doc["check_interval_s"] = self.check_interval
+        return doc
+
+
+def _category(feed: Feed) -> str:
+    category = getattr(feed, "category", None)
+    return category if isinstance(category, str) else ""
+
+
+AUTH_REASONS = frozenset(
+    ("bad_key", "bad_signature", "expired", "clock_skew", "too_many_sessions", "unknown")
+)
+"""Auth failure reasons used as metric labels (anything else counts as ``unknown``)."""
+
+
+def recycle_connection(feed: Feed, reason: str) -> None:
+    """Drop ``feed``'s connection so it reconnects (and resubscribes everything).
+
+    Uses ``feed.recycle(reason)`` when the connection class offers it; otherwise drops the socket
+    through the session's own ``Close`` action, with ``reason`` as the disconnect reason.
+    """
+    recycle = getattr(feed, "recycle", None)
+    if callable(recycle):
+        recycle(reason)
+        return
+    session = feed.session
+    if session.state is not ConnectionState.LIVE:
+        return
+    # Until the exchange layer offers a public ``recycle(reason)``: the session reports the
+    # disconnect with the reason it was given for the close it asked for.
+    session._close_reason = reason
+    feed.connection.run_actions([Close(1011, reason, True)])

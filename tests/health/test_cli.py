@@ -1,0 +1,176 @@
+"""``hean serve`` and ``hean monitor --http`` end to end (subprocesses), and their options."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import IO
+
+import pytest
+
+from hean.cli.main import build_parser
+from hean.cli.serve import parse_stale_spec, policy_from_specs
+
+HEAN = [sys.executable, "-m", "hean"]
+URL = re.compile(r"(http://127\.0\.0\.1:\d+/)")
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return int(r.status), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_for_url(stream: IO[str], timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        seen.append(line)
+        m = URL.search(line)
+        if m:
+            return m.group(1)
+    raise AssertionError(f"no URL printed: {''.join(seen)}")
+
+
+def wait_status(url: str, want: int, timeout: float = 15.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    status, body = get(url)
+    while status != want:
+        assert time.monotonic() < deadline, f"{url}: {status} {body[:300]!r}"
+        time.sleep(0.1)
+        status, body = get(url)
+    return body
+
+
+def test_serve_runs_headless_until_ctrl_c() -> None:
+    proc = subprocess.Popen(
+        [*HEAN, "serve", "--sim", "--http", "0", "--symbols", "BTCUSDT,ETHUSDT",
+         "--sim-rate", "20", "--ping-interval", "0.5", "--pong-timeout", "0.5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        base = wait_for_url(proc.stdout)
+        doc = json.loads(wait_status(base + "health", 200))
+        assert doc["ws_ok"] is True and set(doc["topics"]["public/linear"]) == {
+            "tickers.BTCUSDT",
+            "tickers.ETHUSDT",
+        }
+        status, metrics = get(base + "metrics")
+        assert status == 200 and b'hean_ws_messages_total{connection="public/linear"' in metrics
+        status, page = get(base)
+        assert status == 200 and b"{{TITLE}}" not in page and b"api/state" in page
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "hean serve: stopped" in out
+
+
+def test_monitor_with_http_serves_while_it_runs_and_still_reports() -> None:
+    proc = subprocess.Popen(
+        [*HEAN, "monitor", "--sim", "--duration", "4", "--json", "--http", "0",
+         "--ping-interval", "0.3", "--pong-timeout", "0.3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    base = wait_for_url(proc.stderr)
+    doc = json.loads(wait_status(base + "health", 200))
+    assert doc["connections"]["public/linear"]["state"] == "live"
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    report = json.loads(out)
+    assert report["stable"] is True and report["ticks"] > 0
+
+
+def test_http_port_in_use_is_reported() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = str(s.getsockname()[1])
+        proc = subprocess.run(
+            [*HEAN, "serve", "--sim", "--http", port, "--duration", "1"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert proc.returncode == 2 and "cannot listen on 127.0.0.1:" + port in proc.stderr
+        proc = subprocess.run(
+            [*HEAN, "monitor", "--sim", "--http", port, "--duration", "1"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert proc.returncode == 2 and "cannot serve health" in proc.stderr
+
+
+def test_serve_and_monitor_options() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["serve"])
+    assert args.http == 9180 and args.http_host is None and args.stale == []
+    assert args.recycle_after == 30.0 and args.down_after == 60.0
+    args = parser.parse_args(
+        ["serve", "--http-host", "0.0.0.0", "--http", "0", "--stale", "tickers=2",
+         "--stale", "ETHUSDT:orderbook=off", "--recycle-after", "0", "--stale-field",
+         "markPrice=off"]
+    )  # fmt: skip
+    assert args.http_host == "0.0.0.0" and args.recycle_after is None
+    args = parser.parse_args(["monitor"])
+    assert args.http is None and args.http_host is None
+    assert parser.parse_args(["monitor", "--http", "9000"]).http == 9000
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "--http", "70000"], "port must be 0..65535"),
+        (["serve", "--http", "x"], "expected a TCP port number"),
+        (["monitor", "--http", "-1"], "port must be 0..65535"),
+        (["serve", "--stale", "tickers=0"], "positive"),
+        (["serve", "--stale", "bogus=1"], "not a symbol, topic kind or topic"),
+        (["serve", "--stale", "ETHUSDT:nope=1"], "unknown topic kind"),
+        (["serve", "--stale", "tickers"], "NAME=SECONDS"),
+        (["serve", "--stale-field", "markPrice=x"], "expected a number"),
+        (["serve", "--sim", "--url", "ws://x"], "not allowed with"),
+    ],
+)
+def test_bad_options_get_a_clear_error(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_policy_from_specs() -> None:
+    assert parse_stale_spec("kline=120") == ("kind", "kline", 120.0)
+    assert parse_stale_spec("tickers.ETHUSDT=off") == ("topic", "tickers.ETHUSDT", None)
+    assert parse_stale_spec("ETHUSDT=10") == ("symbol", "ETHUSDT:*", 10.0)
+    policy = policy_from_specs(
+        ["tickers=2", "ETHUSDT=10", "SOLUSDT:orderbook=off", "tickers.XRPUSDT=1"],
+        ["markPrice=off", "indexPrice=20"],
+        recycle_after=None,
+        down_after=5.0,
+    )
+    assert policy.threshold("tickers.BTCUSDT") == 2.0
+    assert policy.threshold("tickers.ETHUSDT") == 10.0
+    assert policy.threshold("orderbook.50.ETHUSDT") == 10.0
+    assert policy.threshold("orderbook.50.SOLUSDT") is None
+    assert policy.threshold("tickers.SOLUSDT") == 2.0
+    assert policy.threshold("tickers.XRPUSDT") == 1.0
+    assert policy.threshold("kline.1.BTCUSDT") == 90.0
+    assert dict(policy.fields) == {"indexPrice": 20.0}
+    assert policy.recycle_after is None and policy.down_after == 5.0
