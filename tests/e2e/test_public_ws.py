@@ -365,3 +365,22 @@ def test_bad_user_input_is_refused_clearly() -> None:
         "wss://stream-testnet.bybit.com/v5/public/linear"
     )
     assert isinstance(BackoffPolicy(), BackoffPolicy)
+
+
+async def test_recycle_drops_reconnects_and_resubscribes_with_the_reason(
+    bus: EventBus, recorder: Recorder, emulator: Emulator
+) -> None:
+    ws = make_ws(bus, emulator)
+    ws.recycle("stale_data")  # not live yet: nothing to do
+    await ws.connect(timeout=2)
+    await ws.subscribe_tickers(["BTCUSDT"])
+    await ws.wait_subscribed(["tickers.BTCUSDT"], timeout=2)
+    [first] = emulator.live_connections("linear")
+    ws.recycle("stale_data")
+    await until(lambda: ws.stats.reconnects == 1)
+    assert reasons(recorder) == ["stale_data"]
+    await until(lambda: ws.state is S.LIVE)
+    await ws.wait_subscribed(["tickers.BTCUSDT"], timeout=2)
+    [second] = emulator.live_connections("linear")
+    assert second.conn_id != first.conn_id and second.subscriptions == {"tickers.BTCUSDT"}
+    await ws.disconnect()

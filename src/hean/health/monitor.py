@@ -47,7 +47,7 @@ from hean.core.events import (
 )
 from hean.core.lifecycle import ConnectionState
 from hean.exchange.bybit.protocol.backoff import BreakerState
-from hean.exchange.bybit.protocol.session import Close, Session
+from hean.exchange.bybit.protocol.session import Session
 from hean.exchange.bybit.protocol.subscriptions import TopicStatus
 from hean.exchange.bybit.transport import WsConnection
 from hean.health.metrics import LAG_BUCKETS, RTT_BUCKETS, Histogram
@@ -93,6 +93,7 @@ class Feed(Protocol):
     def session(self) -> Session: ...
     @property
     def connection(self) -> WsConnection: ...
+    def recycle(self, reason: str = ...) -> None: ...
 
 
 @dataclass(slots=True)
@@ -696,19 +697,5 @@ AUTH_REASONS = frozenset(
 
 
 def recycle_connection(feed: Feed, reason: str) -> None:
-    """Drop ``feed``'s connection so it reconnects (and resubscribes everything).
-
-    Uses ``feed.recycle(reason)`` when the connection class offers it; otherwise drops the socket
-    through the session's own ``Close`` action, with ``reason`` as the disconnect reason.
-    """
-    recycle = getattr(feed, "recycle", None)
-    if callable(recycle):
-        recycle(reason)
-        return
-    session = feed.session
-    if session.state is not ConnectionState.LIVE:
-        return
-    # Until the exchange layer offers a public ``recycle(reason)``: the session reports the
-    # disconnect with the reason it was given for the close it asked for.
-    session._close_reason = reason
-    feed.connection.run_actions([Close(1011, reason, True)])
+    """Drop ``feed``'s connection so it reconnects (and resubscribes everything)."""
+    feed.recycle(reason)

@@ -305,6 +305,11 @@ class AuthenticatedStream:
             return
         await self.connection.stop()
 
+    def recycle(self, reason: str = "recycled") -> None:
+        """Drop the connection now (if connected) and reconnect through the normal backoff,
+        re-authenticating and resubscribing; ``reason`` becomes the disconnect reason."""
+        self.connection.run_actions(self.session.drop(reason, self.clock.monotonic()))
+
     async def wait_live(self, timeout: float | None = None) -> None:
         """Wait until live (connected and authenticated); raises ``TimeoutError``."""
 

@@ -239,6 +239,15 @@ class BybitPublicWebSocket:
         await self.connection.stop()
         self._live.clear()
 
+    def recycle(self, reason: str = "recycled") -> None:
+        """Drop the live connection now and reconnect through the normal backoff.
+
+        Every topic is resubscribed on the new connection (books and tickers get fresh
+        snapshots). ``reason`` becomes the disconnect reason in events, stats and metrics. Does
+        nothing unless the connection is live.
+        """
+        self.connection.run_actions(self.session.drop(reason, self.clock.monotonic()))
+
     async def wait_live(self, timeout: float | None = None) -> None:
         """Wait until the connection is live (raises ``TimeoutError``)."""
         await asyncio.wait_for(self._live.wait(), timeout)
