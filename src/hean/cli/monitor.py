@@ -24,9 +24,11 @@ from hean.cli.report import MonitorTracker
 from hean.core.bus import EventBus
 from hean.core.clock import Clock, SystemClock
 from hean.core.events import EventType
+from hean.core.lifecycle import ConnectionState
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
-from hean.exchange.bybit.ws_public import BybitPublicWebSocket, ConnectError
+from hean.exchange.bybit.ws_public import BybitPublicWebSocket
 from hean.health import HealthMonitor, HealthServer
+from hean.hub import ConnectionOptions, StreamHub
 
 __all__ = ["MonitorOptions", "run_monitor"]
 
@@ -94,17 +96,22 @@ async def run_monitor(
 
     bus = EventBus()
     await bus.start()
-    ws = BybitPublicWebSocket(
+    # The monitor is one consumer of a StreamHub, like any strategy or router: the connection
+    # is the shared one a process would use, opened on the first subscription.
+    hub = StreamHub(
         bus,
-        opts.category,
         testnet=opts.testnet,
-        url=url,
+        urls={opts.category: url} if url is not None else None,
         clock=clock,
-        ping_interval=opts.ping_interval,
-        pong_timeout=opts.pong_timeout,
-        connect_timeout=opts.connect_timeout,
-        backoff=BackoffPolicy(),
+        options=ConnectionOptions(
+            ping_interval=opts.ping_interval,
+            pong_timeout=opts.pong_timeout,
+            connect_timeout=opts.connect_timeout,
+            backoff=BackoffPolicy(),
+        ),
     )
+    consumer = hub.consumer("monitor")
+    target = hub.public_url(opts.category)
     tracker = MonitorTracker(
         list(opts.symbols), clock.monotonic(), opts.max_gap, books=opts.books is not None
     )
@@ -115,7 +122,7 @@ async def run_monitor(
     health: HealthMonitor | None = None
     server: HealthServer | None = None
     if opts.http_port is not None:
-        health = HealthMonitor(bus, [ws], clock=clock)
+        health = HealthMonitor(bus, clock=clock, discover=hub.connections)
         try:
             server = HealthServer(
                 health, opts.http_host, opts.http_port, allow_remote=opts.allow_remote
@@ -132,23 +139,28 @@ async def run_monitor(
             f"[bold]hean monitor[/] dashboard {server.url}  health {server.url}health  "
             f"metrics {server.url}metrics"
         )
-    console.print(f"[bold]hean monitor[/] connecting to {ws.url} ({opts.category}) ...")
+    console.print(f"[bold]hean monitor[/] connecting to {target} ({opts.category}) ...")
     try:
-        try:
-            await ws.connect(timeout=opts.connect_timeout)
-        except ConnectError as exc:
-            console.print(f"[bold red]cannot connect:[/] {exc}")
+        topics = [f"tickers.{s}" for s in opts.symbols]
+        if opts.books is not None:
+            topics += [f"orderbook.{opts.books}.{s}" for s in opts.symbols]
+        await consumer.subscribe(topics, category=opts.category, wait=opts.connect_timeout)
+        [ws] = hub.connections(opts.category)
+        if ws.state is not ConnectionState.LIVE:
+            reason = ws.stats.last_disconnect_reason or "no answer"
+            error = (
+                f"could not connect to {target} within {opts.connect_timeout:g}s "
+                f"({ws.stats.reconnects + 1} attempt(s), last failure: {reason})"
+            )
+            console.print(f"[bold red]cannot connect:[/] {error}")
             if not opts.sim and opts.url is None:
                 console.print(
                     "This machine may have no network access to Bybit. "
                     "Run [bold]hean monitor --sim[/] to use the built-in emulator."
                 )
             if opts.json_output:
-                out.write(json.dumps({"stable": False, "error": str(exc), "url": ws.url}) + "\n")
+                out.write(json.dumps({"stable": False, "error": error, "url": target}) + "\n")
             return EXIT_NO_CONNECTION
-        await ws.subscribe_tickers(opts.symbols)
-        if opts.books is not None:
-            await ws.subscribe_orderbook(opts.symbols, opts.books)
         tracker.started_at = clock.monotonic()
         await _watch(opts, ws, tracker, clock, stop, console)
         now = clock.monotonic()
@@ -176,7 +188,7 @@ async def run_monitor(
             await server.stop()
         if health is not None:
             await health.stop()
-        await ws.disconnect()
+        await hub.close()
         await bus.stop()
         if emulator is not None:
             await emulator.stop()
