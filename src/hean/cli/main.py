@@ -294,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="cut public clients that send no ping for this long",
     )
+    from hean.cli.sim import add_account_arguments
+
+    add_account_arguments(sim)
     return parser
 
 
@@ -379,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate=args.rate,
             seed=args.seed,
             idle_timeout=args.idle_timeout,
+            api_key=args.api_key,
+            api_secret=args.api_secret,
         )
         try:
             return _run(lambda stop: run_sim(sim_opts, stop_event=stop))

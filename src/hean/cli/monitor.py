@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from hean.cli.common import start_sim
 from hean.cli.report import MonitorTracker
 from hean.core.bus import EventBus
 from hean.core.clock import Clock, SystemClock
@@ -83,16 +84,7 @@ async def run_monitor(
     emulator: Any = None
     url = opts.url
     if opts.sim:
-        from hean.emulator import Emulator, EmulatorConfig
-
-        emulator = Emulator(
-            EmulatorConfig(
-                symbols={opts.category: tuple(opts.symbols)},
-                ticker_interval=1.0 / opts.sim_rate,
-            )
-        )
-        await emulator.start()
-        url = emulator.url(opts.category)
+        emulator, url = await start_sim(opts.category, list(opts.symbols), opts.sim_rate)
 
     bus = EventBus()
     await bus.start()

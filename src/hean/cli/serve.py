@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from hean.cli.common import start_sim
 from hean.core.bus import EventBus
 from hean.core.clock import Clock, SystemClock
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
@@ -166,16 +167,7 @@ async def run_serve(
     emulator: Any = None
     url = opts.url
     if opts.sim:
-        from hean.emulator import Emulator, EmulatorConfig
-
-        emulator = Emulator(
-            EmulatorConfig(
-                symbols={opts.category: tuple(opts.symbols)},
-                ticker_interval=1.0 / opts.sim_rate,
-            )
-        )
-        await emulator.start()
-        url = emulator.url(opts.category)
+        emulator, url = await start_sim(opts.category, list(opts.symbols), opts.sim_rate)
     bus = EventBus()
     await bus.start()
     ws = BybitPublicWebSocket(

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from typing import TextIO
 
 from hean.emulator import Emulator, EmulatorConfig
+from hean.emulator.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET, AccountConfig
 from hean.emulator.config import DEFAULT_SYMBOLS, PUBLIC_CATEGORIES
 
-__all__ = ["SimOptions", "run_sim"]
+__all__ = ["ENV_API_KEY", "ENV_API_SECRET", "SimOptions", "add_account_arguments", "run_sim"]
+
+ENV_API_KEY = "HEAN_SIM_API_KEY"
+"""Environment variable read for the account's API key when ``--api-key`` is not given."""
+ENV_API_SECRET = "HEAN_SIM_API_SECRET"  # noqa: S105 - a variable name, not a secret
 
 log = logging.getLogger("hean.sim")
 
@@ -26,6 +33,40 @@ class SimOptions:
     """Ticker messages per second per symbol."""
     seed: int = 1
     idle_timeout: float | None = None
+    api_key: str | None = None
+    """API key of the emulator's account (``None``: ``$HEAN_SIM_API_KEY``, else the default
+    pair, printed at start-up)."""
+    api_secret: str | None = None
+    """Its secret (``None``: ``$HEAN_SIM_API_SECRET``)."""
+
+
+def add_account_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--api-key`` / ``--api-secret`` to the ``hean sim`` parser."""
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help=f"API key of the emulated account (default: ${ENV_API_KEY}, else a default pair "
+        "printed at start-up)",
+    )
+    parser.add_argument(
+        "--api-secret",
+        default=None,
+        help=f"its API secret (default: ${ENV_API_SECRET}); prefer the variable: arguments are "
+        "visible to other users of the machine",
+    )
+
+
+def _credentials(opts: SimOptions) -> tuple[str, str] | None:
+    key = opts.api_key if opts.api_key is not None else os.environ.get(ENV_API_KEY)
+    secret = opts.api_secret if opts.api_secret is not None else os.environ.get(ENV_API_SECRET)
+    if not key and not secret:
+        return None
+    if not key or not secret:
+        raise ValueError(
+            "give both an API key and an API secret (--api-key/--api-secret or "
+            f"${ENV_API_KEY}/${ENV_API_SECRET}), or neither for the default pair"
+        )
+    return key, secret
 
 
 def build_config(opts: SimOptions) -> EmulatorConfig:
@@ -34,6 +75,8 @@ def build_config(opts: SimOptions) -> EmulatorConfig:
     if opts.symbols:
         symbols["linear"] = tuple(opts.symbols)
         symbols["spot"] = tuple(opts.symbols)
+    creds = _credentials(opts)
+    accounts = () if creds is None else (AccountConfig(api_key=creds[0], api_secret=creds[1]),)
     return EmulatorConfig(
         host=opts.host,
         port=opts.port,
@@ -41,6 +84,7 @@ def build_config(opts: SimOptions) -> EmulatorConfig:
         ticker_interval=1.0 / opts.rate,
         seed=opts.seed,
         idle_timeout=opts.idle_timeout,
+        accounts=accounts,
     )
 
 
@@ -63,8 +107,17 @@ async def run_sim(
         if opts.host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("listening on %s: reachable from other machines", opts.host)
         lines = [f"HEAN Bybit V5 emulator listening on {emulator.host}:{emulator.port}"]
-        for category in PUBLIC_CATEGORIES:
+        for category in (*PUBLIC_CATEGORIES, "private", "trade"):
             lines.append(f"  {category:<8} {emulator.url(category)}")
+        for account in config.account_configs:
+            if account.api_key == DEFAULT_API_KEY and account.api_secret == DEFAULT_API_SECRET:
+                # the default pair protects nothing but this simulation: print it in full
+                lines.append(
+                    f"  account  API key {account.api_key}  API secret {account.api_secret}"
+                    "  (default pair)"
+                )
+            else:
+                lines.append(f"  account  API key {account.api_key}  (secret as configured)")
         for category, names in config.symbols.items():
             lines.append(f"  symbols {category}: {', '.join(names)}")
         lines.append(f"  tickers: {opts.rate:g}/s per symbol, seed {opts.seed}")

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from hean.emulator.accounts import AccountConfig
 from hean.emulator.faults import Faults
 from hean.emulator.instruments import is_option_symbol
 from hean.emulator.market import MarketParams
@@ -101,6 +102,21 @@ class EmulatorConfig:
         max_write_buffer: a client whose unsent backlog exceeds this many bytes is dropped as
             a slow consumer.
         handshake_timeout: seconds a client may take to send its HTTP upgrade request.
+        accounts: the accounts of ``/v5/private`` and ``/v5/trade`` (API key, secret, starting
+            balances); empty = one default account (``DEFAULT_API_KEY`` /
+            ``DEFAULT_API_SECRET`` in :mod:`hean.emulator.accounts`).
+        private_idle_timeout: private/trade connections that sent no ping and were sent
+            nothing for this many seconds are cut (Bybit: 600 s); ``max_active_time`` in the URL
+            and the ``idle_timeout`` fault override it.
+        max_active_time_scale: multiplies the URL's ``max_active_time`` (tests: e.g. 0.01 makes
+            ``30s`` mean 0.3 s).
+        ack_latency: seconds before a trade-stream request is executed and answered (pybit
+            registers its callback *after* sending: a zero-latency ack would be lost, see
+            protocol.md §9.1).
+        trade_rate_limit: trade requests per second per account and op (10006 beyond).
+        clock_skew_ms: the server clock's offset from the emulator's clock in ms, for auth
+            ``expires``, trade timestamps, pongs and ``Timenow`` (simulates a client whose
+            clock is off by ``-clock_skew_ms``); changeable at run time.
     """
 
     host: str = "127.0.0.1"
@@ -126,6 +142,12 @@ class EmulatorConfig:
     max_frame_size: int = 1 << 20
     max_write_buffer: int = 64 << 20
     handshake_timeout: float = 5.0
+    accounts: tuple[AccountConfig, ...] = ()
+    private_idle_timeout: float = 600.0
+    max_active_time_scale: float = 1.0
+    ack_latency: float = 0.01
+    trade_rate_limit: int = 10
+    clock_skew_ms: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -203,6 +225,21 @@ class EmulatorConfig:
             )
         if not isinstance(self.faults, Faults):
             raise ValueError(f"faults must be a Faults instance, got {self.faults!r}")
+        object.__setattr__(self, "accounts", tuple(self.accounts))
+        if not all(isinstance(a, AccountConfig) for a in self.accounts):
+            raise ValueError(f"accounts must be AccountConfig instances, got {self.accounts!r}")
+        keys = [a.api_key for a in self.accounts]
+        if len(set(keys)) != len(keys):
+            raise ValueError("accounts: two accounts share an API key")
+        _check_seconds("private_idle_timeout", self.private_idle_timeout)
+        _check_seconds("max_active_time_scale", self.max_active_time_scale)
+        _check_seconds("ack_latency", self.ack_latency, allow_zero=True)
+        for name in ("trade_rate_limit", "clock_skew_ms"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an int, got {value!r}")
+        if self.trade_rate_limit < 1:
+            raise ValueError(f"trade_rate_limit must be >= 1, got {self.trade_rate_limit!r}")
         for name in ("max_frame_size", "max_write_buffer"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
@@ -213,6 +250,11 @@ class EmulatorConfig:
         if self.control is not None:
             return self.control
         return self.host in ("127.0.0.1", "::1", "localhost") or self.host.startswith("127.")
+
+    @property
+    def account_configs(self) -> tuple[AccountConfig, ...]:
+        """The accounts to create: the configured ones, or the default account."""
+        return self.accounts if self.accounts else (AccountConfig(),)
 
     def interval_for(self, category: str) -> float:
         """Seconds between ticker pushes for ``category``."""

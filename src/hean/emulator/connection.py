@@ -55,6 +55,25 @@ class ConnectionInfo:
     book_sent: dict[str, tuple[int, int]] = field(default_factory=dict)
     last_ping_at: float = 0.0
     peer: str = ""
+    # -- private and trade connections only -------------------------------------------------
+    #: ``""`` (public), ``"none"`` (not yet), ``"authenticated"`` or ``"failed"`` (last attempt)
+    auth_state: str = ""
+    #: the API key this connection authenticated with (``None`` until it did)
+    api_key: str | None = None
+    auth_attempts: int = 0
+    auth_failures: int = 0
+    #: ``(key, expires, signature)`` of the last auth request exactly as received (for tests
+    #: that must know what the client sent; never logged by the emulator)
+    last_auth_args: tuple[object, ...] | None = field(default=None, repr=False)
+    #: outcome of the last auth: ``ok``, ``expired``, ``bad_key``, ``bad_signature``, ``params``,
+    #: ``too_many_sessions``, ``repeat``
+    last_auth_result: str = ""
+    #: ``max_active_time`` of the URL in (scaled) seconds, if given
+    max_active_time: float | None = None
+    #: monotonic time of the last data frame or reply pushed (idle cut-off of private/trade)
+    last_data_at: float = 0.0
+    #: trade requests received (``order.*`` ops)
+    requests: int = 0
 
     @property
     def is_open(self) -> bool:
@@ -72,6 +91,8 @@ class EffectiveFaults:
     reject_all_subscriptions: bool
     paused_symbols: frozenset[str]
     idle_timeout: float | None
+    auth_reject: str | None = None
+    ack_delay: float | None = None
 
     @staticmethod
     def combine(glob: Faults, own: Faults | None, default_idle: float | None) -> EffectiveFaults:
@@ -86,6 +107,8 @@ class EffectiveFaults:
             reject_all_subscriptions=glob.reject_all_subscriptions or own.reject_all_subscriptions,
             paused_symbols=frozenset(glob.paused_symbols | own.paused_symbols),
             idle_timeout=idle if idle is not None else default_idle,
+            auth_reject=own.auth_reject if own.auth_reject is not None else glob.auth_reject,
+            ack_delay=own.ack_delay if own.ack_delay is not None else glob.ack_delay,
         )
 
 

@@ -17,6 +17,14 @@ loopback, see ``EmulatorConfig.control``)::
     GET /control/tick?category=linear&steps=1   move the market (also /control/flush)
     GET /control/book?category=linear&symbol=BTCUSDT&depth=5   true book
     GET /control/ticker?category=linear&symbol=BTCUSDT          true ticker
+    GET /control/faults?auth_reject=bad_signature   reject private/trade auth (none: judge it)
+    GET /control/faults?ack_delay=0.5           delay trade acks (none: EmulatorConfig.ack_latency)
+    GET /control/trade_error?code=10016&count=2[&conn_id=ID]   next N trade requests fail
+    GET /control/trade_error?clear=true[&conn_id=ID]           forget injected trade errors
+    GET /control/skew?ms=15000                  server clock ahead of the emulator's (no ms: read)
+    GET /control/account?key=API_KEY            an account's ground truth (orders, positions…)
+    GET /control/balance?key=API_KEY&coin=USDT&amount=1000     set a wallet balance
+    GET /control/auth_log                       auth requests judged so far
 
 Replies are JSON: ``{"ok": true, "result": …}`` (200) or ``{"ok": false, "error": "…"}`` (4xx).
 While a handshake stall is in force the port accepts no requests at all, control included; use a
@@ -31,6 +39,7 @@ CLI::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -91,8 +100,10 @@ def _none(text: str) -> bool:
 def _fault_value(name: str, text: str) -> object:
     if name in _SETS:
         return {part for part in text.split(",") if part}
-    if name == "idle_timeout":
+    if name in ("idle_timeout", "ack_delay"):
         return None if _none(text) else _number(text, name)
+    if name == "auth_reject":
+        return None if _none(text) else text.strip()
     return _bool(text)
 
 
@@ -165,6 +176,9 @@ def _connections(emu: Emulator, q: dict[str, str]) -> object:
             "subscriptions": sorted(info.subscriptions),
             "frames_sent": info.frames_sent,
             "sent_by_topic": dict(info.sent_by_topic),
+            "auth_state": info.auth_state,
+            "api_key": info.api_key,
+            "auth_attempts": info.auth_attempts,
         }
         for info in emu.live_connections(q.get("category"))
     ]
@@ -197,6 +211,51 @@ def _ticker(emu: Emulator, q: dict[str, str]) -> object:
     return emu.ticker_truth(q.get("category", "linear"), q.get("symbol", ""))
 
 
+def _trade_error(emu: Emulator, q: dict[str, str]) -> object:
+    conn_id = q.pop("conn_id", None) or None
+    if _bool(q.pop("clear", "false")):
+        if q:
+            raise _BadRequest(f"unknown parameters: {', '.join(sorted(q))}")
+        return emu.clear_trade_errors(conn_id)
+    code = _int(q.pop("code", ""), "code")
+    count = _int(q.pop("count", "1"), "count")
+    if q:
+        raise _BadRequest(f"unknown parameters: {', '.join(sorted(q))}")
+    emu.inject_trade_error(code, count, conn_id=conn_id)
+    return emu.pending_trade_errors(conn_id)
+
+
+def _skew(emu: Emulator, q: dict[str, str]) -> object:
+    text = q.get("ms")
+    if text is not None:
+        emu.set_clock_skew(_int(text, "ms"))
+    return emu.clock_skew_ms
+
+
+def _account(emu: Emulator, q: dict[str, str]) -> object:
+    view = emu.account(q.get("key", ""))
+    return dataclasses.asdict(view)
+
+
+def _balance(emu: Emulator, q: dict[str, str]) -> object:
+    key = q.get("key", "")
+    emu.set_balance(key, q.get("coin", ""), q.get("amount", ""))
+    return emu.account(key).balances
+
+
+def _auth_log(emu: Emulator, q: dict[str, str]) -> object:
+    return [
+        {
+            "time": r.time,
+            "conn_id": r.conn_id,
+            "kind": r.kind,
+            "api_key": r.api_key,
+            "result": r.result,
+        }
+        for r in emu.auth_log
+    ]
+
+
 _ACTIONS: dict[str, Callable[[Emulator, dict[str, str]], object]] = {
     "faults": _faults,
     "inject": _inject,
@@ -211,6 +270,11 @@ _ACTIONS: dict[str, Callable[[Emulator, dict[str, str]], object]] = {
     "flush": _flush,
     "book": _book,
     "ticker": _ticker,
+    "trade_error": _trade_error,
+    "skew": _skew,
+    "account": _account,
+    "balance": _balance,
+    "auth_log": _auth_log,
 }
 
 

@@ -14,7 +14,12 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["FAULT_NAMES", "Faults", "validate_fault_change"]
+__all__ = ["AUTH_REJECT_REASONS", "FAULT_NAMES", "Faults", "validate_fault_change"]
+
+#: Values of :attr:`Faults.auth_reject` (the reply texts are in :mod:`hean.emulator.shapes`).
+AUTH_REJECT_REASONS: frozenset[str] = frozenset(
+    ("expired", "bad_key", "bad_signature", "too_many_sessions")
+)
 
 
 @dataclass(slots=True)
@@ -31,7 +36,13 @@ class Faults:
         paused_symbols: stop pushing market data for these symbols (the model keeps moving; the
             first message after the pause ends is a fresh snapshot).
         idle_timeout: override of the no-ping cut-off in seconds; ``None`` = no override,
-            ``math.inf`` = never cut.
+            ``math.inf`` = never cut. On ``/v5/private`` and ``/v5/trade`` it overrides
+            ``max_active_time`` and ``EmulatorConfig.private_idle_timeout``.
+        auth_reject: reject every ``auth`` on private/trade connections with this reason
+            (``expired``, ``bad_key``, ``bad_signature``, ``too_many_sessions``) whatever the
+            credentials; ``None`` = judge them.
+        ack_delay: seconds before a trade-stream request is executed and answered (overrides
+            ``EmulatorConfig.ack_latency``); ``None`` = no override.
     """
 
     ignore_json_ping: bool = False
@@ -41,6 +52,8 @@ class Faults:
     reject_all_subscriptions: bool = False
     paused_symbols: set[str] = field(default_factory=set)
     idle_timeout: float | None = None
+    auth_reject: str | None = None
+    ack_delay: float | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -59,6 +72,8 @@ class Faults:
             reject_all_subscriptions=self.reject_all_subscriptions,
             paused_symbols=set(self.paused_symbols),
             idle_timeout=self.idle_timeout,
+            auth_reject=self.auth_reject,
+            ack_delay=self.ack_delay,
         )
 
     def apply(self, **changes: Any) -> None:
@@ -80,6 +95,8 @@ FAULT_NAMES: frozenset[str] = frozenset(
         "reject_all_subscriptions",
         "paused_symbols",
         "idle_timeout",
+        "auth_reject",
+        "ack_delay",
     )
 )
 
@@ -94,6 +111,19 @@ def validate_fault_change(name: str, value: object) -> None:
         items = list(value)
         if not all(isinstance(v, str) for v in items):
             raise ValueError(f"fault {name} must contain only strings, got {value!r}")
+    elif name == "auth_reject":
+        if value is not None and value not in AUTH_REJECT_REASONS:
+            raise ValueError(
+                f"fault auth_reject must be None or one of "
+                f"{', '.join(sorted(AUTH_REJECT_REASONS))}, got {value!r}"
+            )
+    elif name == "ack_delay":
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"fault ack_delay must be a number of seconds or None, got {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"fault ack_delay must be finite and >= 0, got {value!r}")
     elif name == "idle_timeout":
         if value is None:
             return

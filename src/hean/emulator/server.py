@@ -1,7 +1,9 @@
-"""The emulator: a picows WebSocket server that behaves like Bybit's public V5 streams.
+"""The emulator: a picows WebSocket server that behaves like Bybit's V5 streams.
 
-Market work (order books, feeds, ground truth) is delegated to :class:`~hean.emulator.venue.Venue`;
-wire faults live in a :class:`~hean.emulator.streamfaults.StreamFaultStore`; ``/control/…`` HTTP
+Public market data (``/v5/public/…``) is delegated to :class:`~hean.emulator.venue.Venue`; the
+account side (``/v5/private``, ``/v5/trade``: accounts, auth, order entry, private pushes) to
+:class:`~hean.emulator.trading.Trading` and the sessions of :mod:`hean.emulator.private`; wire
+faults live in a :class:`~hean.emulator.streamfaults.StreamFaultStore`; ``/control/…`` HTTP
 requests on the same port are answered by :mod:`hean.emulator.control`.
 """
 
@@ -14,8 +16,10 @@ import logging
 import math
 import random
 import socket
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -29,14 +33,23 @@ from picows import (
 
 from hean.core.clock import Clock, SystemClock
 from hean.emulator import topics
+from hean.emulator.accounts import AccountConfig, AccountView
 from hean.emulator.config import PUBLIC_CATEGORIES, EmulatorConfig
 from hean.emulator.connection import ConnectionInfo, EffectiveFaults, PublicSession
 from hean.emulator.faults import Faults, validate_fault_change
-from hean.emulator.market import Market
+from hean.emulator.market import Market, SymbolMarket
+from hean.emulator.private import (
+    ACCOUNT_KINDS,
+    AccountSession,
+    PrivateSession,
+    TradeSession,
+    parse_max_active_time,
+)
 from hean.emulator.streamfaults import StreamFault, StreamFaultStore
+from hean.emulator.trading import Trading
 from hean.emulator.venue import MarketAPI, Venue
 
-__all__ = ["Emulator", "LogEntry"]
+__all__ = ["AuthRecord", "Emulator", "LogEntry"]
 
 log = logging.getLogger("hean.emulator")
 
@@ -45,16 +58,45 @@ T = TypeVar("T")
 LogEntry = tuple[float, str, str | None, str]
 
 _PATHS: dict[str, str] = {f"/v5/public/{c}": c for c in PUBLIC_CATEGORIES}
+_ACCOUNT_PATHS: dict[str, type[AccountSession]] = {
+    "/v5/private": PrivateSession,
+    "/v5/trade": TradeSession,
+}
+#: retCodes that :meth:`Emulator.inject_trade_error` may inject
+INJECTABLE_TRADE_CODES = frozenset({10001, 10002, 10006, 10016, 10019, 10403, 10429, 20003, 20006})
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRecord:
+    """One ``auth`` request as judged by the emulator (see :attr:`Emulator.auth_log`)."""
+
+    time: float
+    """Monotonic time it was answered."""
+    conn_id: str
+    kind: str
+    """``private`` or ``trade``."""
+    api_key: str | None
+    """The key it named (if it was a string)."""
+    result: str
+    """``ok``, ``repeat``, ``expired``, ``bad_key``, ``bad_signature``, ``params`` or
+    ``too_many_sessions``."""
+
+    @property
+    def ok(self) -> bool:
+        return self.result in ("ok", "repeat")
+
+
 _B32 = "0123456789abcdefghijklmnopqrstuv"
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 _MAX_HISTORY = 10_000
 
 
 class Emulator(MarketAPI):
-    """Bybit V5 public WebSocket emulator.
+    """Bybit V5 WebSocket emulator: public market data, private account streams, order entry.
 
     Use ``async with Emulator(config) as emu`` (or :meth:`start` / :meth:`stop`), then connect
-    to :meth:`url`. All methods must be called from the event loop thread.
+    to :meth:`url` (``url("linear")``, ``url("private")``, ``url("trade")``). All methods must be
+    called from the event loop thread.
     """
 
     def __init__(self, config: EmulatorConfig | None = None, *, clock: Clock | None = None) -> None:
@@ -81,6 +123,20 @@ class Emulator(MarketAPI):
         self._port = 0
         self._handshake: tuple[int, dict[str, str], bytes | None] | None = None
         self._stalled = False
+        self._running = False
+        self.clock_skew_ms: int = self._config.clock_skew_ms
+        """Server clock minus the emulator's clock, in ms (auth, trade timestamps, pongs,
+        ``Timenow``): set it to simulate a client whose clock is off; changeable at run time."""
+        self.trading = Trading(
+            self,
+            self._config.account_configs,
+            seed=self._config.seed,
+            rate_limit=self._config.trade_rate_limit,
+        )
+        """Accounts, auth, order entry and private pushes (see :mod:`hean.emulator.trading`)."""
+        self._trade_errors: dict[str | None, deque[int]] = {}
+        self._auth_log: deque[AuthRecord] = deque(maxlen=_MAX_HISTORY)
+        self._trace_rng = random.Random(f"trace-ids:{self._config.seed}")
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -113,13 +169,20 @@ class Emulator(MarketAPI):
     def host(self) -> str:
         return self._config.host
 
-    def url(self, category: str) -> str:
-        """``ws://HOST:PORT/v5/public/<category>``."""
-        if category not in PUBLIC_CATEGORIES:
-            raise ValueError(
-                f"unknown category {category!r}; known: {', '.join(PUBLIC_CATEGORIES)}"
-            )
+    def url(self, category: str, *, max_active_time: str | None = None) -> str:
+        """``ws://HOST:PORT/v5/public/<category>``, or ``…/v5/private`` / ``…/v5/trade`` for
+        ``category="private"`` / ``"trade"`` (with ``?max_active_time=…`` if given)."""
         host = self.host if ":" not in self.host else f"[{self.host}]"
+        if category in ACCOUNT_KINDS:
+            url = f"ws://{host}:{self.port}/v5/{category}"
+            if max_active_time is not None:
+                url += "?" + urllib.parse.urlencode({"max_active_time": max_active_time})
+            return url
+        if category not in PUBLIC_CATEGORIES:
+            known = ", ".join((*PUBLIC_CATEGORIES, *ACCOUNT_KINDS))
+            raise ValueError(f"unknown category {category!r}; known: {known}")
+        if max_active_time is not None:
+            raise ValueError("max_active_time applies to the private and trade streams only")
         return f"ws://{host}:{self.port}/v5/public/{category}"
 
     async def start(self) -> None:
@@ -138,6 +201,7 @@ class Emulator(MarketAPI):
             raise
         self._lsock = sock
         self._port = sock.getsockname()[1]
+        self._running = True
         await self._serve()
         if cfg.auto_tick:
             for category, feed in self.venue.feeds.items():
@@ -149,6 +213,7 @@ class Emulator(MarketAPI):
         log.info("emulator listening on %s:%d", cfg.host, self._port)
 
     async def stop(self) -> None:
+        self._running = False
         tasks = [*self._tasks, self._watchdog, self._stall_task]
         self._tasks.clear()
         self._watchdog = self._stall_task = None
@@ -217,6 +282,22 @@ class Emulator(MarketAPI):
             self._record("reject", None, f"{status} {raw_path}")
             response = WSUpgradeResponse.create_error_response(status, body, headers)
             return WSUpgradeResponseWithListener(response, None)
+        account_session = _ACCOUNT_PATHS.get(path)
+        if account_session is not None:
+            query = raw_path.split("?", 1)[1] if "?" in raw_path else ""
+            try:
+                max_active = parse_max_active_time(query)
+            except ValueError as exc:
+                # Bybit's answer to a bad max_active_time is not documented; the emulator
+                # refuses the upgrade with 400 and says why.
+                self._record("reject", None, f"400 {raw_path}")
+                response = WSUpgradeResponse.create_error_response(
+                    400, f"400 {exc}".encode(), {"Content-Type": "text/plain"}
+                )
+                return WSUpgradeResponseWithListener(response, None)
+            if max_active is not None:
+                max_active *= self._config.max_active_time_scale
+            return account_session(self, raw_path, max_active)
         category = _PATHS.get(path)
         if category is None:
             self._record("reject", None, f"404 {raw_path}")
@@ -313,6 +394,8 @@ class Emulator(MarketAPI):
         self._sessions[session.conn_id] = session
         self._infos.append(session.info)
         self._record("accept", session.conn_id, session.path)
+        if isinstance(session, AccountSession):
+            self._ensure_watchdog()
 
     def session_closed(self, session: PublicSession) -> None:
         info = session.info
@@ -393,20 +476,45 @@ class Emulator(MarketAPI):
                 self._run_watchdog(), name="emulator-idle-watchdog"
             )
 
+    def idle_limit(self, session: PublicSession) -> float | None:
+        """Seconds of silence after which ``session`` is cut (``None``/inf: never).
+
+        Public: the ``idle_timeout`` fault, else ``EmulatorConfig.idle_timeout``. Private and
+        trade: the ``idle_timeout`` fault, else the URL's ``max_active_time``, else
+        ``EmulatorConfig.private_idle_timeout``.
+        """
+        if not isinstance(session, AccountSession):
+            return self.effective_faults(session.conn_id).idle_timeout
+        own = self._conn_faults.get(session.conn_id)
+        if own is not None and own.idle_timeout is not None:
+            return own.idle_timeout
+        if self.faults.idle_timeout is not None:
+            return self.faults.idle_timeout
+        if session.max_active_time is not None:
+            return session.max_active_time
+        return self._config.private_idle_timeout
+
     async def _run_watchdog(self) -> None:
         while True:
             now = self._clock.monotonic()
+            limits: list[float] = []
             for session in list(self._sessions.values()):
                 info = session.info
-                faults = self.effective_faults(session.conn_id)
-                timeout = faults.idle_timeout
-                if info is None or timeout is None or math.isinf(timeout) or faults.blackhole:
+                timeout = self.idle_limit(session)
+                if info is None or timeout is None or math.isinf(timeout):
                     continue
-                if now - info.last_ping_at >= timeout:
+                limits.append(timeout)
+                if self.effective_faults(session.conn_id).blackhole:
+                    continue
+                # private/trade: any frame sent counts as activity too (protocol.md §1.2)
+                last = info.last_ping_at
+                if isinstance(session, AccountSession):
+                    last = max(last, info.last_data_at)
+                if now - last >= timeout:
                     log.info("emulator: idle cut-off of %s after %.3fs", session.conn_id, timeout)
                     session.abort("idle_timeout")
             # check often enough to be late by at most ~5 % of the shortest timeout in force
-            settings = [self._config.idle_timeout, self.faults.idle_timeout]
+            settings = [self._config.idle_timeout, self.faults.idle_timeout, *limits]
             settings += [f.idle_timeout for f in self._conn_faults.values()]
             shortest = min((t for t in settings if t is not None), default=math.inf)
             await self._clock.sleep(min(0.5, max(0.002, shortest / 20)))
@@ -472,6 +580,104 @@ class Emulator(MarketAPI):
         for session in targets:
             session.reset("reset")
         return len(targets)
+
+    # -- accounts, auth and order entry -------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Between :meth:`start` and :meth:`stop`."""
+        return self._running
+
+    def server_time_ms(self) -> int:
+        """The server's wall clock in ms: the emulator's clock plus :attr:`clock_skew_ms`."""
+        return self._clock.wall_ms() + self.clock_skew_ms
+
+    def set_clock_skew(self, ms: int) -> None:
+        """Move the server clock ``ms`` ahead of the emulator's clock (negative: behind)."""
+        if isinstance(ms, bool) or not isinstance(ms, int):
+            raise ValueError(f"clock skew must be an int number of ms, got {ms!r}")
+        self.clock_skew_ms = ms
+
+    def built_market(self, category: str, symbol: str) -> SymbolMarket | None:
+        """A symbol's market if it is running already (never starts one)."""
+        market = self.venue.market
+        if not market.is_built(category, symbol):
+            return None
+        return self.venue.symbol(category, symbol)
+
+    def account(self, api_key: str) -> AccountView:
+        """Ground truth of the account of ``api_key``: balances, open orders (as ``order``
+        stream items), positions, executions, the wallet item. ``KeyError`` if unknown."""
+        return self.trading.view(api_key)
+
+    def add_account(self, config: AccountConfig) -> AccountView:
+        """Create an account at run time (``ValueError`` if its key or uid is taken)."""
+        self.trading.add(config)
+        return self.trading.view(config.api_key)
+
+    def set_balance(self, api_key: str, coin: str, amount: object) -> None:
+        """Set one coin's wallet balance of an account (pushes a ``wallet`` message)."""
+        self.trading.set_balance(api_key, coin, amount)
+
+    def inject_trade_error(self, code: int, count: int = 1, *, conn_id: str | None = None) -> None:
+        """Answer the next ``count`` trade requests (``order.*`` ops) with ``code`` instead of
+        executing them: 10016 / 10019 (service restarting), 10429 (system frequency
+        protection), 20006 (duplicate reqId), 10006 / 10403 / 20003 (rate limits), 10001,
+        10002. Globally or on one connection (per-connection injections go first)."""
+        if isinstance(code, bool) or code not in INJECTABLE_TRADE_CODES:
+            known = ", ".join(str(c) for c in sorted(INJECTABLE_TRADE_CODES))
+            raise ValueError(f"cannot inject trade retCode {code!r}; known: {known}")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be an int >= 1, got {count!r}")
+        if conn_id is not None and conn_id not in self._sessions:
+            raise KeyError(f"no live connection {conn_id!r}")
+        self._trade_errors.setdefault(conn_id, deque()).extend([code] * count)
+
+    def clear_trade_errors(self, conn_id: str | None = None) -> int:
+        """Forget injected trade errors (global, or one connection's); returns how many."""
+        queue = self._trade_errors.pop(conn_id, None)
+        return len(queue) if queue else 0
+
+    def pending_trade_errors(self, conn_id: str | None = None) -> list[int]:
+        """Injected trade errors not used yet (global, or one connection's)."""
+        return list(self._trade_errors.get(conn_id, ()))
+
+    def take_trade_error(self, conn_id: str) -> int | None:
+        for key in (conn_id, None):
+            queue = self._trade_errors.get(key)
+            if queue:
+                code = queue.popleft()
+                if not queue:
+                    del self._trade_errors[key]
+                return code
+        return None
+
+    def record_auth(self, session: AccountSession, result: str) -> None:
+        info = session.info
+        args = info.last_auth_args if info is not None else None
+        key = args[0] if args and isinstance(args[0], str) else None
+        self._auth_log.append(
+            AuthRecord(self._clock.monotonic(), session.conn_id, session.category, key, result)
+        )
+        # the key is not a secret; the signature is never logged
+        self._record("auth", session.conn_id, result)
+
+    def trace_id(self) -> str:
+        return f"{self._trace_rng.getrandbits(128):032x}"
+
+    @property
+    def auth_log(self) -> list[AuthRecord]:
+        """Every ``auth`` request answered so far (the most recent 10,000), oldest first."""
+        return list(self._auth_log)
+
+    def auth_attempts(self, api_key: str | None = None, since: float | None = None) -> int:
+        """How many ``auth`` requests arrived (naming ``api_key`` if given, at or after
+        monotonic ``since`` if given)."""
+        return sum(
+            1
+            for r in self._auth_log
+            if (api_key is None or r.api_key == api_key) and (since is None or r.time >= since)
+        )
 
     # -- observability ------------------------------------------------------------------------
 

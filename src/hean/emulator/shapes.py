@@ -5,6 +5,8 @@ match). Functions return plain dicts; :func:`encode` turns them into JSON bytes 
 
 Endpoint kinds: ``spot``, ``linear``, ``inverse`` (public, "spot-style" or "futures-style"
 replies) and ``option`` (the option/spread gateway: ``COMMAND_RESP`` acks, ``op:"pong"``).
+The private and trade streams' replies and pushes are at the end, with the failure texts the
+emulator chose where Bybit documents none.
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ from typing import Final
 import msgspec
 
 __all__ = [
+    "INVALID_KEY_TEXT",
+    "INVALID_SIGN_TEXT",
     "MISSING",
+    "NOT_AUTHORIZED_TEXT",
+    "OP_NOT_FOUND_TEXT",
+    "PARAMS_ERROR_TEXT",
+    "PRIVATE_TOPIC_ERROR_TEXT",
+    "REPEAT_AUTH_TEXT",
+    "TOO_MANY_SESSIONS_TEXT",
+    "TRADE_TEXTS",
     "all_liquidation",
     "already_subscribed_text",
     "decode_error",
@@ -28,11 +39,19 @@ __all__ = [
     "option_ticker",
     "orderbook",
     "pong",
+    "private_message",
+    "private_pong",
+    "private_reply",
     "public_trade",
+    "recv_window_text",
     "subscribe_ack",
     "ticker_delta",
     "ticker_snapshot",
     "ticker_spot",
+    "trade_auth_reply",
+    "trade_pong",
+    "trade_reply",
+    "trade_text",
 ]
 
 
@@ -203,3 +222,156 @@ def kline(topic: str, ts: int, candles: Sequence[object]) -> dict[str, object]:
 def all_liquidation(topic: str, ts: int, items: Sequence[object]) -> dict[str, object]:
     """``allLiquidation`` message: ``data`` is an array of ``{T, s, S, v, p}``."""
     return {"topic": topic, "type": "snapshot", "ts": ts, "data": list(items)}
+
+
+# -- private and trade streams (protocol.md §2.2, §3.2, §3.5, §4, §6, §7) -------------------------
+#
+# Bybit documents only the success shapes of the private and trade streams. The failure texts
+# below are the emulator's choices, picked as the most plausible (each comment says why);
+# clients should key on ``success`` / ``retCode``, never on these texts.
+
+#: Private auth with an ``expires`` in the server's past, or malformed auth ``args``: observed
+#: (pybit #152/#300, api-usage-examples #70). Trade stream: ``retCode`` 10001 with this text.
+PARAMS_ERROR_TEXT: Final = "Params Error"
+#: Unknown API key. Not documented for the WebSocket gateways; Bybit's REST text for 10003.
+INVALID_KEY_TEXT: Final = "API key is invalid."
+#: Signature does not verify. Not documented for the WebSocket gateways; Bybit's REST text for
+#: 10004.
+INVALID_SIGN_TEXT: Final = "Error sign, please check your signature generation algorithm."
+#: A second ``auth`` on an authenticated connection (trade: ``retCode`` 20001; the private text is
+#: the emulator's choice, in the same words).
+REPEAT_AUTH_TEXT: Final = "Repeat auth"
+#: Trade 10003 "too many sessions under the same UID" (code documented, text chosen; only sent
+#: when the ``auth_reject=too_many_sessions`` fault is set).
+TOO_MANY_SESSIONS_TEXT: Final = "Too many sessions under the same UID"
+#: A private subscribe, or a trade request, before a successful auth (emulator's choice; trade
+#: answers ``retCode`` 10003 with it).
+NOT_AUTHORIZED_TEXT: Final = "Request not authorized, please auth first"
+#: Private subscribe with a public or unknown topic, or with the all-in-one and the categorised
+#: form of one stream (``order`` and ``order.linear``) in one request: the whole request fails.
+#: ``Params Error`` is what a public topic on a private (demo) endpoint got (bybit-api #411); the
+#: mixed-forms rule is documented without a text, and the same words are used for it.
+PRIVATE_TOPIC_ERROR_TEXT: Final = PARAMS_ERROR_TEXT
+#: Trade op not known (code 10404 documented; text chosen).
+OP_NOT_FOUND_TEXT: Final = "op type not found"
+
+#: ``retCode`` -> ``retMsg`` for codes the emulator sends without more specific words.
+TRADE_TEXTS: Final[dict[int, str]] = {
+    0: "OK",
+    10001: PARAMS_ERROR_TEXT,
+    10003: INVALID_KEY_TEXT,
+    10004: INVALID_SIGN_TEXT,
+    10006: "Too many visits. Exceeded the API Rate Limit.",
+    10016: "Internal server error.",
+    10019: "ws trade service is restarting, do not send new request",
+    10404: OP_NOT_FOUND_TEXT,
+    10429: "System level frequency protection.",
+    20001: REPEAT_AUTH_TEXT,
+    20003: "Too frequent requests under the same session.",
+    20006: "reqId is duplicate",
+    110001: "order not exists or too late to cancel",
+    110007: "ab not enough for new order",
+    110017: "Reduce-only rule not satisfied",
+    110072: "OrderLinkedID is duplicate",
+    170131: "Insufficient balance.",
+    170213: "Order does not exist.",
+}
+
+
+def trade_text(code: int) -> str:
+    """The emulator's ``retMsg`` for ``code`` (a generic text for codes it has no words for)."""
+    return TRADE_TEXTS.get(code, f"error {code}")
+
+
+def recv_window_text(timestamp: int, server_ms: int, recv_window: int) -> str:
+    """``retMsg`` of 10002 (REST's wording, which the trade stream passes through)."""
+    return (
+        "invalid request, please check your server timestamp or recv_window param. "
+        f"req_timestamp[{timestamp}],server_timestamp[{server_ms}],recv_window[{recv_window}]"
+    )
+
+
+def private_pong(conn_id: str, req_id: object, now_ms: int) -> dict[str, object]:
+    """Private pong: ``{"req_id"?, "op": "pong", "args": ["<ms>"], "conn_id"}`` (``req_id`` only
+    when the ping had one)."""
+    out: dict[str, object] = {}
+    if req_id is not MISSING:
+        out["req_id"] = req_id
+    out["op"] = "pong"
+    out["args"] = [str(now_ms)]
+    out["conn_id"] = conn_id
+    return out
+
+
+def private_reply(
+    op: str, conn_id: str, req_id: object, *, success: bool, ret_msg: str = ""
+) -> dict[str, object]:
+    """Private ``auth`` / ``subscribe`` / ``unsubscribe`` reply:
+    ``{"req_id"?, "success", "ret_msg", "op", "conn_id"}``."""
+    out: dict[str, object] = {}
+    if req_id is not MISSING:
+        out["req_id"] = req_id
+    out["success"] = success
+    out["ret_msg"] = ret_msg
+    out["op"] = op
+    out["conn_id"] = conn_id
+    return out
+
+
+def trade_pong(conn_id: str, req_id: object, now_ms: int) -> dict[str, object]:
+    """Trade pong: ``{"reqId"?, "retCode": 0, "retMsg": "OK", "op": "pong", "data": ["<ms>"],
+    "connId"}``."""
+    out: dict[str, object] = {}
+    if req_id is not MISSING:
+        out["reqId"] = req_id
+    out.update(retCode=0, retMsg="OK", op="pong", data=[str(now_ms)], connId=conn_id)
+    return out
+
+
+def trade_auth_reply(conn_id: str, req_id: object, code: int, msg: str) -> dict[str, object]:
+    """Trade auth reply: ``{"reqId"?, "retCode", "retMsg", "op": "auth", "connId"}``."""
+    out: dict[str, object] = {}
+    if req_id is not MISSING:
+        out["reqId"] = req_id
+    out.update(retCode=code, retMsg=msg, op="auth", connId=conn_id)
+    return out
+
+
+def trade_reply(
+    op: object,
+    conn_id: str,
+    req_id: object,
+    code: int,
+    msg: str,
+    *,
+    data: object = None,
+    ret_ext_info: object = None,
+    header: dict[str, str] | None = None,
+) -> dict[str, object]:
+    """Trade op reply: ``{"reqId"?, "retCode", "retMsg", "op", "data", "retExtInfo"?, "header"?,
+    "connId"}`` (``retExtInfo`` on success, as in the docs' samples; errors leave it out)."""
+    out: dict[str, object] = {}
+    if req_id is not MISSING:
+        out["reqId"] = req_id
+    out["retCode"] = code
+    out["retMsg"] = msg
+    out["op"] = op if isinstance(op, str) else ""
+    out["data"] = {} if data is None else data
+    if ret_ext_info is not None:
+        out["retExtInfo"] = ret_ext_info
+    if header is not None:
+        out["header"] = header
+    out["connId"] = conn_id
+    return out
+
+
+def private_message(
+    stream: str, topic: str, msg_id: str, creation_ms: int, items: Sequence[object]
+) -> dict[str, object]:
+    """A private push. Key order as in the docs' examples: ``execution`` puts ``topic`` first,
+    the other streams ``id``; ``execution.fast`` has no ``id``."""
+    if stream == "execution.fast":
+        return {"topic": topic, "creationTime": creation_ms, "data": list(items)}
+    if stream == "execution":
+        return {"topic": topic, "id": msg_id, "creationTime": creation_ms, "data": list(items)}
+    return {"id": msg_id, "topic": topic, "creationTime": creation_ms, "data": list(items)}
