@@ -178,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also watch order books of this depth (1, 50, 200, 1000; option 25, 100)",
     )
     mon.add_argument(
+        "--private",
+        action="store_true",
+        help="also connect the private stream (keys from BYBIT_API_KEY / BYBIT_API_SECRET; "
+        "with --sim, the emulator's account) and count order/execution/position/wallet events",
+    )
+    mon.add_argument(
         "--sim-rate",
         type=_positive_float,
         default=10.0,
@@ -322,6 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_gap=args.max_gap,
             sim_rate=args.sim_rate,
             books=args.books,
+            private=args.private,
             http_port=args.http,
             http_host=args.http_host or "127.0.0.1",
             allow_remote=args.http_host is not None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import sys
@@ -21,13 +22,17 @@ from rich.live import Live
 from rich.table import Table
 
 from hean.cli.common import start_sim
-from hean.cli.report import MonitorTracker
+from hean.cli.report import MonitorTracker, PrivateStats
 from hean.core.bus import EventBus
 from hean.core.clock import Clock, SystemClock
+from hean.core.config import ConfigError, Settings
 from hean.core.events import EventType
 from hean.core.lifecycle import ConnectionState
+from hean.core.secrets import Secret
+from hean.exchange.bybit.protocol.auth import AuthError
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
-from hean.exchange.bybit.ws_public import BybitPublicWebSocket
+from hean.exchange.bybit.ws_private import BybitPrivateWebSocket
+from hean.exchange.bybit.ws_public import BybitPublicWebSocket, ConnectError
 from hean.health import HealthMonitor, HealthServer
 from hean.hub import ConnectionOptions, StreamHub
 
@@ -59,6 +64,8 @@ class MonitorOptions:
     """Emulator ticker messages per second per symbol (``--sim`` only)."""
     refresh: float = 0.5
     books: int | None = None
+    private: bool = False
+    """Also connect the private stream (keys from the environment; ``--sim``: the emulator's)."""
     """Also subscribe ``orderbook.<books>`` and watch best bid/ask, spread and validity."""
     http_port: int | None = None
     """Also serve ``/health``, ``/metrics`` and the dashboard on this port (``--http``)."""
@@ -80,6 +87,22 @@ async def run_monitor(
     console = err_console if err_console is not None else Console(stderr=True)
     clock = clock if clock is not None else SystemClock()
     stop = stop_event if stop_event is not None else asyncio.Event()
+
+    credentials: tuple[Secret, Secret] | None = None
+    if opts.private and not opts.sim:
+        try:
+            settings = Settings()
+        except ConfigError as exc:
+            console.print(f"[bold red]--private:[/] {exc}")
+            return EXIT_NO_CONNECTION
+        if not settings.has_credentials:
+            console.print(
+                "[bold red]--private needs API keys:[/] set BYBIT_API_KEY and BYBIT_API_SECRET "
+                "(or use --sim, which uses the emulator's account)"
+            )
+            return EXIT_NO_CONNECTION
+        creds = settings.credentials()
+        credentials = (creds.api_key, creds.api_secret)
 
     emulator: Any = None
     url = opts.url
@@ -131,6 +154,7 @@ async def run_monitor(
             f"[bold]hean monitor[/] dashboard {server.url}  health {server.url}health  "
             f"metrics {server.url}metrics"
         )
+    private_ws: BybitPrivateWebSocket | None = None
     console.print(f"[bold]hean monitor[/] connecting to {target} ({opts.category}) ...")
     try:
         topics = [f"tickers.{s}" for s in opts.symbols]
@@ -153,10 +177,16 @@ async def run_monitor(
             if opts.json_output:
                 out.write(json.dumps({"stable": False, "error": error, "url": target}) + "\n")
             return EXIT_NO_CONNECTION
+        if opts.private:
+            private_ws = await _start_private(
+                opts, bus, tracker, clock, console, emulator, url, credentials
+            )
         tracker.started_at = clock.monotonic()
         await _watch(opts, ws, tracker, clock, stop, console)
         now = clock.monotonic()
         stats = ws.stats
+        if private_ws is not None:
+            _note_private(tracker, private_ws)
         report = tracker.report(
             now,
             {
@@ -176,6 +206,9 @@ async def run_monitor(
             },
         )
     finally:
+        if private_ws is not None:
+            _note_private(tracker, private_ws)
+            await private_ws.disconnect()
         if server is not None:
             await server.stop()
         if health is not None:
@@ -228,6 +261,8 @@ def _view(ws: BybitPublicWebSocket, tracker: MonitorTracker, now: float) -> Tabl
             f"ping rtt={rtt}  ticks={tracker.ticks}"
         ),
         title_justify="left",
+        caption=_private_caption(tracker),
+        caption_justify="left",
     )
     columns = ["symbol", "ticks", "rate/s", "last price", "bid", "ask", "age s", "max gap s"]
     if tracker.books:
@@ -258,6 +293,87 @@ def _view(ws: BybitPublicWebSocket, tracker: MonitorTracker, now: float) -> Tabl
             row += [bid, ask, spread, valid, str(s.book_resyncs)]
         table.add_row(*row)
     return table
+
+
+PRIVATE_TOPICS = ["order", "execution", "position", "wallet"]
+
+
+async def _start_private(
+    opts: MonitorOptions,
+    bus: EventBus,
+    tracker: MonitorTracker,
+    clock: Clock,
+    console: Console,
+    emulator: Any,
+    public_url: str | None,
+    credentials: tuple[Secret, Secret] | None,
+) -> BybitPrivateWebSocket:
+    """Connect and subscribe the private stream; failures are reported, not raised."""
+    if emulator is not None:
+        from hean.emulator.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
+
+        url: str | None = emulator.url("private")
+        key, secret = Secret.api_key(DEFAULT_API_KEY), Secret.of(DEFAULT_API_SECRET)
+    else:
+        assert credentials is not None
+        key, secret = credentials
+        url = public_url.split("/v5/", 1)[0] + "/v5/private" if public_url else None
+    private = BybitPrivateWebSocket(
+        bus,
+        api_key=key,
+        api_secret=secret,
+        testnet=opts.testnet,
+        url=url,
+        clock=clock,
+        ping_interval=opts.ping_interval,
+        pong_timeout=opts.pong_timeout,
+        connect_timeout=opts.connect_timeout,
+    )
+    stats = tracker.private = PrivateStats(url=private.url)
+    kinds = {
+        EventType.ORDER_UPDATE: "order",
+        EventType.EXECUTION: "execution",
+        EventType.POSITION_UPDATE: "position",
+        EventType.WALLET_UPDATE: "wallet",
+    }
+    for event_type, kind in kinds.items():
+        bus.subscribe(event_type, functools.partial(_count, stats, kind), name="monitor")
+    bus.subscribe(EventType.GAP, functools.partial(_count, stats, "gap"), name="monitor")
+    console.print(f"[bold]hean monitor[/] private stream {private.url} ...")
+    try:
+        await private.connect(timeout=opts.connect_timeout)
+        await private.subscribe(PRIVATE_TOPICS)
+    except (AuthError, ConnectError) as exc:
+        stats.auth_detail = str(exc)
+        console.print(f"[bold red]private stream:[/] {exc}")
+    _note_private(tracker, private)
+    return private
+
+
+def _count(stats: PrivateStats, kind: str, _event: object) -> None:
+    if kind == "gap":
+        stats.gaps += 1
+    else:
+        stats.on_event(kind)
+
+
+def _note_private(tracker: MonitorTracker, private: BybitPrivateWebSocket) -> None:
+    stats = tracker.private
+    if stats is None:
+        return
+    auth = private.auth_state
+    stats.auth = auth.status
+    stats.state = private.state.value
+    if auth.last_failure is not None:
+        stats.auth_detail = auth.last_failure.message
+
+
+def _private_caption(tracker: MonitorTracker) -> str | None:
+    p = tracker.private
+    if p is None:
+        return None
+    counts = "  ".join(f"{k}={v}" for k, v in p.events.items())
+    return f"private {p.url}: {p.auth} ({p.state})  {counts}  gaps={p.gaps}"
 
 
 def _fmt(value: float | None) -> str:

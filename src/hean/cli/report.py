@@ -14,7 +14,7 @@ from hean.core.events import (
 )
 from hean.core.lifecycle import ConnectionState
 
-__all__ = ["MonitorTracker", "SymbolStats"]
+__all__ = ["MonitorTracker", "PrivateStats", "SymbolStats"]
 
 
 @dataclass(slots=True)
@@ -33,6 +33,23 @@ class SymbolStats:
     book_valid: bool | None = None
     book_updates: int = 0
     book_resyncs: int = 0
+
+
+@dataclass(slots=True)
+class PrivateStats:
+    """What ``--private`` watches: auth and the account events."""
+
+    url: str
+    auth: str = "not_authenticated"
+    auth_detail: str = ""
+    state: str = "idle"
+    events: dict[str, int] = field(
+        default_factory=lambda: {"order": 0, "execution": 0, "position": 0, "wallet": 0}
+    )
+    gaps: int = 0
+
+    def on_event(self, kind: str) -> None:
+        self.events[kind] += 1
 
 
 @dataclass(slots=True)
@@ -57,6 +74,8 @@ class MonitorTracker:
     rejected: dict[str, str] = field(default_factory=dict)
     books: bool = False
     """Order books are watched too (``--books``): they must be seen and valid at the end."""
+    private: PrivateStats | None = None
+    """The private stream is watched too (``--private``)."""
 
     def __post_init__(self) -> None:
         for symbol in self.symbols:
@@ -146,6 +165,13 @@ class MonitorTracker:
             if self.books and stats.book_valid is not True:
                 state = "never received" if stats.book_valid is None else "invalid"
                 reasons.append(f"{symbol} order book {state} at the end")
+        private = self.private
+        if private is not None:
+            if private.auth != "authenticated":
+                detail = f": {private.auth_detail}" if private.auth_detail else ""
+                reasons.append(f"private stream not authenticated ({private.auth}{detail})")
+            elif private.state != "live":
+                reasons.append(f"private stream is {private.state} at the end")
         return not reasons, reasons
 
     def report(self, now: float, extra: dict[str, Any]) -> dict[str, Any]:
@@ -188,6 +214,7 @@ class MonitorTracker:
             "stable": stable,
             "reasons": reasons,
             "symbols": symbols,
+            **({} if self.private is None else {"private": _private(self.private)}),
             **extra,
         }
 
@@ -200,3 +227,14 @@ def _spread(bid: tuple[str, str] | None, ask: tuple[str, str] | None) -> float |
     if bid is None or ask is None:
         return None
     return round(float(ask[0]) - float(bid[0]), 12)
+
+
+def _private(p: PrivateStats) -> dict[str, Any]:
+    return {
+        "url": p.url,
+        "auth": p.auth,
+        "auth_detail": p.auth_detail,
+        "state": p.state,
+        "events": dict(p.events),
+        "gaps": p.gaps,
+    }

@@ -1,0 +1,104 @@
+"""``hean monitor --private``: auth status and account event counts, in the view and the JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+from hean.cli.monitor import MonitorOptions, run_monitor
+from hean.emulator import Emulator, EmulatorConfig
+from hean.emulator.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
+from hean.exchange.bybit import BybitTradeWebSocket
+from tests.cli.test_monitor import run
+
+
+def opts(url: str, **kw: object) -> MonitorOptions:
+    base: dict[str, object] = dict(
+        url=url,
+        testnet=True,
+        sim=False,
+        category="linear",
+        symbols=["BTCUSDT"],
+        duration=0,
+        json_output=True,
+        live_view=False,
+        ping_interval=0.3,
+        pong_timeout=0.3,
+        connect_timeout=3.0,
+        private=True,
+    )
+    base.update(kw)
+    return MonitorOptions(**base)  # type: ignore[arg-type]
+
+
+def test_sim_private_is_authenticated_and_reported() -> None:
+    proc = run("monitor", "--sim", "--private", "--duration", "1.5", "--json")
+    assert proc.returncode == 0, proc.stderr
+    private = json.loads(proc.stdout)["private"]
+    assert private["auth"] == "authenticated" and private["state"] == "live"
+    assert set(private["events"]) == {"order", "execution", "position", "wallet"}
+
+
+def test_private_without_keys_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BYBIT_API_KEY", raising=False)
+    monkeypatch.delenv("BYBIT_API_SECRET", raising=False)
+    proc = run("monitor", "--private", "--url", "ws://127.0.0.1:9/v5/public/linear")
+    assert proc.returncode == 2
+    assert "BYBIT_API_KEY" in proc.stderr
+
+
+async def test_account_activity_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with Emulator(EmulatorConfig(ticker_interval=0.05)) as emu:
+        monkeypatch.setenv("BYBIT_API_KEY", DEFAULT_API_KEY)
+        monkeypatch.setenv("BYBIT_API_SECRET", DEFAULT_API_SECRET)
+        stop = asyncio.Event()
+        out = io.StringIO()
+        task = asyncio.create_task(
+            run_monitor(
+                opts(emu.url("linear")),
+                out=out,
+                stop_event=stop,
+                err_console=Console(file=io.StringIO()),
+            )
+        )
+        await emu.wait_for(
+            lambda: any(
+                c.path.startswith("/v5/private") and c.subscriptions for c in emu.live_connections()
+            ),
+            timeout=10,
+        )
+        trade = BybitTradeWebSocket(
+            api_key=DEFAULT_API_KEY, api_secret=DEFAULT_API_SECRET, url=emu.url("trade")
+        )
+        await trade.connect(timeout=5)
+        await trade.create_order(
+            category="linear", symbol="BTCUSDT", side="Buy", order_type="Market", qty="0.01"
+        )
+        await trade.disconnect()
+        await asyncio.sleep(0.5)
+        stop.set()
+        assert await asyncio.wait_for(task, 10) == 0
+        private = json.loads(out.getvalue())["private"]
+        assert private["auth"] == "authenticated"
+        events = private["events"]
+        assert events["order"] >= 1 and events["execution"] >= 1 and events["position"] >= 1
+        assert events["wallet"] >= 1
+
+
+async def test_wrong_key_makes_the_run_unstable(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with Emulator(EmulatorConfig(ticker_interval=0.05)) as emu:
+        monkeypatch.setenv("BYBIT_API_KEY", "NOTAKEY12345")
+        monkeypatch.setenv("BYBIT_API_SECRET", "nope")
+        out = io.StringIO()
+        code = await run_monitor(
+            opts(emu.url("linear"), duration=1.0), out=out, err_console=Console(file=io.StringIO())
+        )
+        report = json.loads(out.getvalue())
+        assert code == 1 and report["stable"] is False
+        assert report["private"]["auth"] == "failed"
+        assert any("private stream not authenticated" in r for r in report["reasons"])
+        assert "nope" not in out.getvalue()
