@@ -72,7 +72,12 @@ from hean.exchange.bybit.protocol.heartbeat import HeartbeatPolicy
 from hean.exchange.bybit.protocol.session import Session, SessionConfig, with_max_active_time
 from hean.exchange.bybit.state.private import PRIVATE_STREAMS, private_event, stream_of
 from hean.exchange.bybit.transport import DEFAULT_MAX_MESSAGE, WsConnection
-from hean.exchange.bybit.ws_public import ConnectError, ConnectionStats, EventSink
+from hean.exchange.bybit.ws_public import (
+    ConnectError,
+    ConnectionStats,
+    EventSink,
+    connection_stats,
+)
 
 __all__ = ["AuthState", "AuthStatus", "BybitPrivateWebSocket", "validate_private_topics"]
 
@@ -348,29 +353,8 @@ class AuthenticatedStream:
 
     @property
     def stats(self) -> ConnectionStats:
-        s = self.session.stats
-        now = self.clock.monotonic()
-        hb = self.session.heartbeat
-        return ConnectionStats(
-            name=self.name,
-            url=self.url,
-            state=self.session.state,
-            connects=s.connects,
-            reconnects=s.reconnects,
-            messages=s.messages,
-            data_messages=s.messages - s.control_messages,
-            decode_errors=s.decode_errors,
-            data_errors=s.data_errors,
-            unexpected_topics=self._unexpected_topics(),
-            last_message_age=None if s.last_message_at is None else now - s.last_message_at,
-            ping_rtt=hb.rtt,
-            pings_sent=hb.pings_sent,
-            pongs_received=hb.pongs_received,
-            uptime=None if s.live_since is None else now - s.live_since,
-            last_disconnect_reason=s.last_disconnect_reason,
-            disconnect_reasons=dict(s.disconnect_reasons),
-            breaker_state=self.session.breaker.state.value,
-            topics={t: st.value for t, st in self.session.subscriptions.topics.items()},
+        return connection_stats(
+            self.session, self.name, self.url, self.clock.monotonic(), self._unexpected_topics()
         )
 
     # -- internals --------------------------------------------------------------------------

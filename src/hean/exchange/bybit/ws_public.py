@@ -51,6 +51,7 @@ __all__ = [
     "ConnectError",
     "ConnectionStats",
     "EventSink",
+    "connection_stats",
 ]
 
 BOOK_DEPTHS: dict[str, tuple[int, ...]] = {
@@ -119,6 +120,35 @@ class ConnectionStats:
     breaker_state: str = "closed"
     topics: dict[str, str] = field(default_factory=dict)
     """Every wanted topic and its status (pending / confirmed / rejected)."""
+
+
+def connection_stats(
+    session: Session, name: str, url: str, now: float, unexpected_topics: int
+) -> ConnectionStats:
+    """A :class:`ConnectionStats` snapshot of ``session`` at monotonic time ``now``."""
+    s = session.stats
+    hb = session.heartbeat
+    return ConnectionStats(
+        name=name,
+        url=url,
+        state=session.state,
+        connects=s.connects,
+        reconnects=s.reconnects,
+        messages=s.messages,
+        data_messages=s.messages - s.control_messages,
+        decode_errors=s.decode_errors,
+        data_errors=s.data_errors,
+        unexpected_topics=unexpected_topics,
+        last_message_age=None if s.last_message_at is None else now - s.last_message_at,
+        ping_rtt=hb.rtt,
+        pings_sent=hb.pings_sent,
+        pongs_received=hb.pongs_received,
+        uptime=None if s.live_since is None else now - s.live_since,
+        last_disconnect_reason=s.last_disconnect_reason,
+        disconnect_reasons=dict(s.disconnect_reasons),
+        breaker_state=session.breaker.state.value,
+        topics={t: st.value for t, st in session.subscriptions.topics.items()},
+    )
 
 
 class BybitPublicWebSocket:
@@ -342,29 +372,8 @@ class BybitPublicWebSocket:
 
     @property
     def stats(self) -> ConnectionStats:
-        s = self.session.stats
-        now = self.clock.monotonic()
-        hb = self.session.heartbeat
-        return ConnectionStats(
-            name=self.name,
-            url=self.url,
-            state=self.session.state,
-            connects=s.connects,
-            reconnects=s.reconnects,
-            messages=s.messages,
-            data_messages=s.messages - s.control_messages,
-            decode_errors=s.decode_errors,
-            data_errors=s.data_errors,
-            unexpected_topics=self.unexpected_topics,
-            last_message_age=None if s.last_message_at is None else now - s.last_message_at,
-            ping_rtt=hb.rtt,
-            pings_sent=hb.pings_sent,
-            pongs_received=hb.pongs_received,
-            uptime=None if s.live_since is None else now - s.live_since,
-            last_disconnect_reason=s.last_disconnect_reason,
-            disconnect_reasons=dict(s.disconnect_reasons),
-            breaker_state=self.session.breaker.state.value,
-            topics={t: st.value for t, st in self.session.subscriptions.topics.items()},
+        return connection_stats(
+            self.session, self.name, self.url, self.clock.monotonic(), self.unexpected_topics
         )
 
     # -- internals --------------------------------------------------------------------------
