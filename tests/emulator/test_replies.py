@@ -228,3 +228,29 @@ async def test_counters(emu: Emulator) -> None:
     events = [e for _, e, cid, _ in emu.connection_log if cid in (None, info.conn_id)]
     assert events == ["attempt", "accept", "close"]
     assert emu.connections == [info] and emu.live_connections() == []
+
+
+async def test_unsubscribe_request_fixture(emu: Emulator) -> None:
+    request = example("unsubscribe_request.json")
+    [topic] = request["args"]
+    assert topic == "publicTrade.ETHUSD"  # an inverse symbol
+    c = await connect(emu, "inverse")
+    assert (await c.subscribe(topic, req_id="s"))["success"] is True
+    [info] = emu.live_connections("inverse")
+    assert info.subscriptions == {topic}
+    ack = await c.request(request)
+    same_shape(ack, example("unsubscribe_ok.json"))
+    assert ack == {
+        "success": True,
+        "ret_msg": "",
+        "conn_id": info.conn_id,
+        "req_id": "customised_id",
+        "op": "unsubscribe",
+    }
+    assert info.subscriptions == set()
+    emu.tick("inverse", steps=3)
+    await c.no_reply(0.05)
+    c.drain_data()
+    emu.tick("inverse", steps=3)
+    await c.no_reply(0.05)
+    assert c.drain_data() == []

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from hean.emulator.accounts import AccountConfig
 from hean.emulator.faults import Faults
-from hean.emulator.instruments import is_option_symbol
+from hean.emulator.instruments import is_future_symbol, is_option_symbol
 from hean.emulator.market import MarketParams
 from hean.emulator.streamfaults import StreamFault
 
@@ -70,7 +70,8 @@ class EmulatorConfig:
     Attributes:
         host: address to bind (loopback by default).
         port: TCP port; 0 picks a free one (read it back from :attr:`Emulator.port`).
-        symbols: symbols per market category (``linear``, ``inverse``, ``spot``).
+        symbols: symbols per market category (``linear``, ``inverse``, ``spot``); linear and
+            inverse also take dated futures (``BTCUSDT-26JUN26``, ``BTC-26DEC25``).
         ticker_interval: seconds between ticker messages per symbol on linear/inverse.
         spot_ticker_interval: same for spot; ``None`` = use ``ticker_interval``.
         seed: seed of every random choice (market walk, conn_ids); same seed, same data.
@@ -180,10 +181,14 @@ class EmulatorConfig:
                             f"symbols['option']: invalid option symbol {name!r} "
                             "(expected e.g. 'BTC-26JUN26-60000-C' or 'BTC-26JUN26-60000-P-USDT')"
                         )
-                elif not isinstance(name, str) or not _SYMBOL_RE.match(name):
+                elif not isinstance(name, str) or not (
+                    _SYMBOL_RE.match(name)
+                    or (category in ("linear", "inverse") and is_future_symbol(name))
+                ):
                     raise ValueError(
                         f"symbols[{category!r}]: invalid symbol {name!r} "
-                        "(expected 2-30 upper-case letters/digits, e.g. 'BTCUSDT')"
+                        "(expected 2-30 upper-case letters/digits, e.g. 'BTCUSDT', or a dated "
+                        "future on linear/inverse, e.g. 'BTCUSDT-26JUN26')"
                     )
             if len(set(names)) != len(names):
                 raise ValueError(f"symbols[{category!r}] contains duplicates: {names!r}")

@@ -6,12 +6,15 @@ is due, every cadence being a whole number of quanta:
 
 * ``orderbook.{depth}``: every ``book_intervals[depth]`` (default 10/20/100/200 ms; option 25/100:
   20/100 ms) if the window changed; level 1 re-sends its snapshot (same ``u``) after
-  ``level1_repush`` seconds without change;
+  ``level1_repush`` seconds without change; ``orderbook.rpi``: 50 levels, every 100 ms;
+  ``orderbook.full``: the whole book, delta-only, every 200 ms;
 * ``publicTrade``: every quantum that had trades;
 * ``kline``: ``confirm:true`` in the quantum an interval closed, ``confirm:false`` every
   ``kline_interval``;
 * ``allLiquidation``: every ``liquidation_interval`` if there were any;
-* ``tickers``: every ticker interval (one message per push, as before).
+* ``tickers``: every ticker interval (one message per push, as before);
+* ``priceLimit`` every 300 ms, ``insurance`` and ``adlAlert`` every second, ``tickers_lt`` with
+  the tickers (:mod:`hean.emulator.extras`; a message at once on subscribe).
 
 Simulated time starts at the emulator's wall time and moves ``market_step`` per quantum; with
 ``auto_tick`` the loop keeps it in step with the clock, with ``tick()`` it moves only when told.
@@ -26,12 +29,24 @@ from typing import TYPE_CHECKING, Protocol
 from hean.core.clock import Clock
 from hean.emulator import shapes, topics
 from hean.emulator.config import EmulatorConfig
+from hean.emulator.extras import (
+    EXTRA_INTERVALS,
+    LT_TOKENS,
+    AdlPublisher,
+    InsurancePool,
+    InsurancePublisher,
+    LeveragedTokenPublisher,
+    PriceLimitPublisher,
+    pool_symbols,
+)
 from hean.emulator.market import Market, SymbolMarket
 from hean.emulator.publishers import (
     BOOK_DEPTHS,
     BookPublisher,
+    FullBookPublisher,
     KlinePublisher,
     LiquidationPublisher,
+    RpiBookPublisher,
     TradePublisher,
 )
 from hean.emulator.ticker import TickerState
@@ -44,6 +59,10 @@ __all__ = ["CategoryFeed"]
 log = logging.getLogger("hean.emulator")
 
 _MAX_CATCH_UP = 50
+#: seconds between ``orderbook.rpi`` pushes (protocol.md §5.3)
+RPI_INTERVAL = 0.1
+#: seconds between ``orderbook.full`` pushes (protocol.md §5.4)
+FULL_BOOK_INTERVAL = 0.2
 
 
 class FeedHub(Protocol):
@@ -75,6 +94,10 @@ class CategoryFeed:
         self.book_every = {d: every(config.book_intervals[d]) for d in BOOK_DEPTHS[category]}
         self.kline_every = every(config.kline_interval)
         self.liquidation_every = every(config.liquidation_interval)
+        self.extra_every = {f: every(s) for f, s in EXTRA_INTERVALS.items()}
+        self.extra_every["tickers_lt"] = self.ticker_every
+        self.rpi_every = every(RPI_INTERVAL)
+        self.full_every = every(FULL_BOOK_INTERVAL)
         self.repush_ms = config.level1_repush * 1000.0
         self.n = 0
         self.start_ms = start_ms
@@ -91,6 +114,13 @@ class CategoryFeed:
         self.klines: dict[str, KlinePublisher] = {}
         self.liquidations: dict[str, LiquidationPublisher] = {}
         self._u: dict[str, int] = {}  # u of book topics nobody listens to right now
+        #: priceLimit / insurance / adlAlert topic -> publisher
+        self.extras: dict[
+            str,
+            PriceLimitPublisher | InsurancePublisher | AdlPublisher | LeveragedTokenPublisher,
+        ] = {}
+        #: insurance pools in use (shared by the insurance and adlAlert topics)
+        self.pools: dict[str, InsurancePool] = {}
 
     def activate(self, symbol: str) -> SymbolMarket:
         """The symbol's market, started now if it was not in use yet.
@@ -161,12 +191,47 @@ class CategoryFeed:
 
     # -- subscriptions ------------------------------------------------------------------------
 
+    def _pool(self, pool: str) -> InsurancePool:
+        found = self.pools.get(pool)
+        if found is None:
+            names = pool_symbols(self.category, pool, self._market.symbols(self.category))
+            markets = [self.activate(s) for s in names]
+            found = self.pools[pool] = InsurancePool(pool, markets, self.now_ms)
+        return found
+
     def subscribe(self, session: PublicSession, topic: topics.Topic) -> None:
-        market = self.activate(topic.symbol)
-        self.index.setdefault(topic.name, {})[session] = None
         name = topic.name
-        if topic.family == "orderbook" and name not in self.books:
-            pub = BookPublisher(market, topic.depth, self._u.pop(name, 0))
+        if topic.family in ("insurance", "adlAlert"):
+            self.index.setdefault(name, {})[session] = None
+            if name not in self.extras:
+                pool = self._pool(topic.symbol)
+                if topic.family == "insurance":
+                    self.extras[name] = InsurancePublisher(pool)
+                else:
+                    self.extras[name] = AdlPublisher(pool)
+            return
+        if topic.family == "tickers_lt":
+            underlying, leverage = LT_TOKENS[topic.symbol]
+            self.index.setdefault(name, {})[session] = None
+            if name not in self.extras:
+                market = self.activate(underlying)
+                self.extras[name] = LeveragedTokenPublisher(topic.symbol, market, leverage)
+            return
+        market = self.activate(topic.symbol)
+        self.index.setdefault(name, {})[session] = None
+        if topic.family == "priceLimit" and name not in self.extras:
+            self.extras[name] = PriceLimitPublisher(self.tickers[topic.symbol])
+        elif topic.variant == "full":
+            full = self.books.get(name)
+            if not isinstance(full, FullBookPublisher):
+                full = FullBookPublisher(market)
+                self.books[name] = full
+            full.restart(self.now_ms)
+        elif topic.family == "orderbook" and name not in self.books:
+            if topic.variant == "rpi":
+                pub: BookPublisher = RpiBookPublisher(market, self._u.pop(name, 0))
+            else:
+                pub = BookPublisher(market, topic.depth, self._u.pop(name, 0))
             pub.prime(self.now_ms)
             self.books[name] = pub
         elif topic.family == "publicTrade" and name not in self.trades:
@@ -190,10 +255,23 @@ class CategoryFeed:
         self.trades.pop(name, None)
         self.klines.pop(name, None)
         self.liquidations.pop(name, None)
+        self.extras.pop(name, None)
 
     def send_initial(self, session: PublicSession, topic: topics.Topic) -> None:
-        """What a new subscriber gets at once: a snapshot for books and tickers, else nothing."""
+        """What a new subscriber gets at once: a snapshot for books and tickers, the current
+        message of priceLimit / insurance / adlAlert, else nothing."""
+        extra = self.extras.get(topic.name)
+        if extra is not None:
+            session.push(topic.name, extra.initial(self.now_ms))
+            return
         if topic.family not in ("orderbook", "tickers"):
+            return
+        full = self.books.get(topic.name)
+        if isinstance(full, FullBookPublisher):  # re-initialisation for every subscriber
+            data = full.snapshot(self.now_ms)
+            for sub in list(self.index.get(topic.name, ())):
+                sub.stale.discard(topic.name)
+                sub.push(topic.name, data, u=full.u, seq=full.seq, snapshot=True, initial=True)
             return
         faults = self.hub.effective_faults(session.conn_id)
         if topic.symbol in faults.paused_symbols:
@@ -235,7 +313,13 @@ class CategoryFeed:
     def _publish(self, n: int, now: int, *, force: bool) -> None:
         cache: dict[PublicSession, EffectiveFaults] = {}
         for name, book in list(self.books.items()):
-            if not force and n % self.book_every[book.depth]:
+            if isinstance(book, RpiBookPublisher):
+                every = self.rpi_every
+            elif isinstance(book, FullBookPublisher):
+                every = self.full_every
+            else:
+                every = self.book_every[book.depth]
+            if not force and n % every:
                 continue
             data = book.refresh(now)
             if data is None and book.snapshot_only and now - book.sent_ms >= self.repush_ms:
@@ -251,6 +335,12 @@ class CategoryFeed:
                     self._deliver(name, liq.market.symbol, data, cache)
         if force:
             return
+        for name, extra in list(self.extras.items()):
+            family = name.partition(".")[0]
+            if n % self.extra_every[family] == 0:
+                data = extra.collect(now)
+                if data is not None:
+                    self._deliver(name, name.partition(".")[2], data, cache)
         for name, kline in list(self.klines.items()):
             closed = kline.closed(now)
             if closed is not None:

@@ -12,13 +12,16 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 __all__ = [
     "POW10",
     "InstrumentSpec",
     "fmt_strip",
     "fmt_units",
+    "future_delivery_ms",
     "instrument_spec",
+    "is_future_symbol",
     "is_option_symbol",
     "parse_option_symbol",
 ]
@@ -52,6 +55,10 @@ _KNOWN: dict[tuple[str, str], tuple[int, int, int, int]] = {
 _OPTION_RE = re.compile(
     r"^(?P<base>[A-Z0-9]{2,10})-(?P<day>\d{1,2})(?P<mon>[A-Z]{3})(?P<year>\d{2})"
     r"-(?P<strike>\d{1,9}(?:\.\d{1,4})?)-(?P<kind>[CP])(?:-(?P<settle>USDT|USDC))?$"
+)
+#: Dated (delivery) futures on linear/inverse: ``BTCUSDT-26JUN26`` (USDT) or ``BTC-26DEC25`` (USDC).
+_FUTURE_RE = re.compile(
+    r"^(?P<root>[A-Z0-9]{2,20})-(?P<day>\d{2})(?P<mon>[A-Z]{3})(?P<year>\d{2})$"
 )
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
@@ -91,6 +98,25 @@ def _units(text: str, dp: int) -> int:
 
 def is_option_symbol(symbol: str) -> bool:
     return _OPTION_RE.match(symbol) is not None
+
+
+def is_future_symbol(symbol: str) -> bool:
+    """A dated future's name (``BTCUSDT-26JUN26``, ``BTC-26DEC25``) with a valid date."""
+    return future_delivery_ms(symbol) is not None
+
+
+def future_delivery_ms(symbol: str) -> int | None:
+    """Delivery time of a dated future (08:00 UTC of the date in its name), or None."""
+    m = _FUTURE_RE.match(symbol)
+    if m is None or m["mon"] not in _MONTHS:
+        return None
+    try:
+        when = datetime(
+            2000 + int(m["year"]), _MONTHS.index(m["mon"]) + 1, int(m["day"]), 8, tzinfo=UTC
+        )
+    except ValueError:
+        return None
+    return int(when.timestamp()) * 1000
 
 
 def parse_option_symbol(symbol: str) -> tuple[str, int, int, float, bool] | None:
@@ -167,6 +193,8 @@ class InstrumentSpec:
 
 
 def _base_of(symbol: str) -> str:
+    if _FUTURE_RE.match(symbol):
+        symbol = symbol.partition("-")[0]
     for quote in _QUOTES:
         if symbol.endswith(quote) and len(symbol) > len(quote):
             return symbol[: -len(quote)]

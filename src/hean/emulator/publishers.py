@@ -20,9 +20,12 @@ from hean.emulator.market import SymbolMarket
 __all__ = [
     "BOOK_DEPTHS",
     "BookPublisher",
+    "FullBookPublisher",
     "KlinePublisher",
     "LiquidationPublisher",
+    "RpiBookPublisher",
     "TradePublisher",
+    "rpi_split",
 ]
 
 #: order-book depths per endpoint kind
@@ -82,7 +85,7 @@ class BookPublisher:
     def prime(self, now_ms: int) -> None:
         """Publish the current book as a new state (``u`` + 1) without producing a delta."""
         book = self.market.book
-        self.bids, self.asks = book.depth(self.depth)
+        self.bids, self.asks = book.depth(self.depth or None)
         self._version = book.version
         self.u += 1
         self.seq = book.seq
@@ -119,7 +122,7 @@ class BookPublisher:
         if book.version == self._version:
             return None
         self._version = book.version
-        bids, asks = book.depth(self.depth)
+        bids, asks = book.depth(self.depth or None)
         if self.snapshot_only:
             if bids == self.bids and asks == self.asks:
                 return None
@@ -145,6 +148,71 @@ class BookPublisher:
         """Level 1's re-push of an unchanged book: same ``u``, new ``ts``."""
         self.sent_ms = now_ms
         return self.snapshot(now_ms)
+
+
+def rpi_split(price: int, qty: int) -> tuple[int, int]:
+    """``(nonRpi, rpi)`` lots of one level: a synthetic, deterministic split of the book's size.
+
+    The emulated book has no RPI orders, so some levels are declared part RPI: about one level in
+    five is all RPI, one in five holds 40 % RPI, the rest none (a function of the price alone, so
+    a level's split only changes with its size).
+    """
+    kind = (price * 2_654_435_761 >> 8) % 5
+    rpi = qty if kind == 0 else qty * 2 // 5 if kind == 1 else 0
+    return qty - rpi, rpi
+
+
+class RpiBookPublisher(BookPublisher):
+    """``orderbook.rpi.{symbol}`` (protocol.md §5.3): the 50-level window with 3-element levels
+    ``[price, nonRpiSize, rpiSize]`` split by :func:`rpi_split`; snapshot, then deltas with
+    consecutive ``u`` (a level that changed in either size, ``"0"``/``"0"`` when it left)."""
+
+    __slots__ = ()
+
+    DEPTH = 50
+
+    def __init__(self, market: SymbolMarket, u: int = 0) -> None:
+        super().__init__(market, self.DEPTH, u)
+        self.topic = f"orderbook.rpi.{market.symbol}"
+        self.ts_first = True  # as in Bybit's example: ``ts`` before ``type``
+
+    def _levels(self, levels: Levels) -> list[list[str]]:
+        spec = self.market.spec
+        out = []
+        for p, q in levels:
+            plain, rpi = rpi_split(p, q)
+            out.append(
+                [
+                    spec.price_str(p),
+                    spec.qty_str(plain) if plain else "0",
+                    spec.qty_str(rpi) if rpi else "0",
+                ]
+            )
+        return out
+
+
+class FullBookPublisher(BookPublisher):
+    """``orderbook.full.{symbol}`` (protocol.md §5.4): every level, delta-only (no ``snapshot``
+    type). Bybit expects clients to start from a REST snapshot; the emulator has no REST, so a
+    new subscription *re-initialises* the topic: ``u`` restarts at 1 and a ``delta`` holding the
+    whole book goes to every subscriber (``u=1`` means "overwrite your book"); then deltas with
+    consecutive ``u`` every 200 ms when the book changed."""
+
+    __slots__ = ()
+
+    def __init__(self, market: SymbolMarket) -> None:
+        super().__init__(market, 0, 0)
+        self.topic = f"orderbook.full.{market.symbol}"
+        self.ts_first = True  # as in Bybit's example: ``ts`` before ``type``
+
+    def restart(self, now_ms: int) -> None:
+        """Re-initialise: the whole current book becomes state ``u=1``."""
+        self.u = 0
+        self.prime(now_ms)
+
+    def snapshot(self, now_ms: int, u: int | None = None) -> bytes:
+        """The published book as a (re-initialising) ``delta``: this topic has no snapshots."""
+        return self._message("delta", now_ms, self.bids, self.asks, self.u if u is None else u)
 
 
 def _diff(old: Levels, new: Levels, *, reverse: bool) -> Levels:

@@ -18,7 +18,7 @@ import random
 import socket
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -32,7 +32,7 @@ from picows import (
 )
 
 from hean.core.clock import Clock, SystemClock
-from hean.emulator import topics
+from hean.emulator import shapes, topics
 from hean.emulator.accounts import AccountConfig, AccountView
 from hean.emulator.config import PUBLIC_CATEGORIES, EmulatorConfig
 from hean.emulator.connection import ConnectionInfo, EffectiveFaults, PublicSession
@@ -45,6 +45,7 @@ from hean.emulator.private import (
     TradeSession,
     parse_max_active_time,
 )
+from hean.emulator.status import STATUS_KIND, STATUS_PATH, STATUS_TOPIC, StatusBoard
 from hean.emulator.streamfaults import StreamFault, StreamFaultStore
 from hean.emulator.trading import Trading
 from hean.emulator.venue import MarketAPI, Venue
@@ -58,6 +59,7 @@ T = TypeVar("T")
 LogEntry = tuple[float, str, str | None, str]
 
 _PATHS: dict[str, str] = {f"/v5/public/{c}": c for c in PUBLIC_CATEGORIES}
+_PATHS[STATUS_PATH] = STATUS_KIND
 _ACCOUNT_PATHS: dict[str, type[AccountSession]] = {
     "/v5/private": PrivateSession,
     "/v5/trade": TradeSession,
@@ -137,6 +139,8 @@ class Emulator(MarketAPI):
         self._trade_errors: dict[str | None, deque[int]] = {}
         self._auth_log: deque[AuthRecord] = deque(maxlen=_MAX_HISTORY)
         self._trace_rng = random.Random(f"trace-ids:{self._config.seed}")
+        self.status = StatusBoard(self._config.seed)
+        """Maintenance windows announced on ``system.status`` (see :meth:`announce_maintenance`)."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -171,15 +175,18 @@ class Emulator(MarketAPI):
 
     def url(self, category: str, *, max_active_time: str | None = None) -> str:
         """``ws://HOST:PORT/v5/public/<category>``, or ``…/v5/private`` / ``…/v5/trade`` for
-        ``category="private"`` / ``"trade"`` (with ``?max_active_time=…`` if given)."""
+        ``category="private"`` / ``"trade"`` (with ``?max_active_time=…`` if given), or
+        ``…/v5/public/misc/status`` for ``category="status"``."""
         host = self.host if ":" not in self.host else f"[{self.host}]"
+        if category == STATUS_KIND and max_active_time is None:
+            return f"ws://{host}:{self.port}{STATUS_PATH}"
         if category in ACCOUNT_KINDS:
             url = f"ws://{host}:{self.port}/v5/{category}"
             if max_active_time is not None:
                 url += "?" + urllib.parse.urlencode({"max_active_time": max_active_time})
             return url
         if category not in PUBLIC_CATEGORIES:
-            known = ", ".join((*PUBLIC_CATEGORIES, *ACCOUNT_KINDS))
+            known = ", ".join((*PUBLIC_CATEGORIES, *ACCOUNT_KINDS, STATUS_KIND))
             raise ValueError(f"unknown category {category!r}; known: {known}")
         if max_active_time is not None:
             raise ValueError("max_active_time applies to the private and trade streams only")
@@ -385,6 +392,12 @@ class Emulator(MarketAPI):
         return self.venue.market.has(category, symbol)
 
     def send_initial(self, session: PublicSession, topic: topics.Topic) -> None:
+        if session.category == STATUS_KIND:
+            items = [w.item() for w in self.status.pending()]
+            session.push(
+                STATUS_TOPIC, shapes.encode(shapes.system_status(self.server_time_ms(), items))
+            )
+            return
         feed = self.venue.feeds.get(session.category)
         if feed is not None:
             feed.send_initial(session, topic)
@@ -678,6 +691,52 @@ class Emulator(MarketAPI):
             for r in self._auth_log
             if (api_key is None or r.api_key == api_key) and (since is None or r.time >= since)
         )
+
+    # -- system status ------------------------------------------------------------------------
+
+    def announce_maintenance(
+        self,
+        begin_ms: int,
+        end_ms: int,
+        *,
+        title: str = "System maintenance",
+        state: str = "upcoming",
+        window_id: str | None = None,
+        href: str = "",
+        service_types: Sequence[int] = (2, 3, 4, 5),
+        product: Sequence[int] = (1, 2),
+        maintain_type: int = 1,
+        env: int = 1,
+    ) -> str:
+        """Announce a maintenance window (or, with its ``window_id``, a new state of one) on
+        ``system.status``: every subscriber gets a message with this window. Returns its id.
+
+        ``state`` is ``upcoming``, ``ongoing`` or ``completed``; the emulator itself does not
+        change its behaviour during the window (combine with faults for that).
+        """
+        window = self.status.announce(
+            begin_ms,
+            end_ms,
+            title=title,
+            state=state,
+            window_id=window_id,
+            href=href,
+            service_types=service_types,
+            product=product,
+            maintain_type=maintain_type,
+            env=env,
+        )
+        data = shapes.encode(shapes.system_status(self.server_time_ms(), [window.item()]))
+        for session in list(self._sessions.values()):
+            info = session.info
+            if (
+                session.category == STATUS_KIND
+                and info is not None
+                and STATUS_TOPIC in info.subscriptions
+            ):
+                session.push(STATUS_TOPIC, data)
+        self._record("maintenance", None, f"{window.id} {window.state}")
+        return window.id
 
     # -- observability ------------------------------------------------------------------------
 

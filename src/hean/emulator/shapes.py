@@ -17,6 +17,8 @@ from typing import Final
 import msgspec
 
 __all__ = [
+    "ARGS_LENGTH_TEXT",
+    "ARGS_SIZE_TEXT",
     "INVALID_KEY_TEXT",
     "INVALID_SIGN_TEXT",
     "MISSING",
@@ -27,25 +29,30 @@ __all__ = [
     "REPEAT_AUTH_TEXT",
     "TOO_MANY_SESSIONS_TEXT",
     "TRADE_TEXTS",
+    "adl_alert",
     "all_liquidation",
     "already_subscribed_text",
     "decode_error",
     "decode_error_text",
     "encode",
     "handler_not_found_text",
+    "insurance",
     "invalid_op",
     "invalid_symbol_text",
     "kline",
     "option_ticker",
     "orderbook",
     "pong",
+    "price_limit",
     "private_message",
     "private_pong",
     "private_reply",
     "public_trade",
     "recv_window_text",
     "subscribe_ack",
+    "system_status",
     "ticker_delta",
+    "ticker_lt",
     "ticker_snapshot",
     "ticker_spot",
     "trade_auth_reply",
@@ -73,6 +80,10 @@ _encoder = msgspec.json.Encoder()
 encode = _encoder.encode
 
 ARGS_SIZE_TEXT: Final = "args size >10"
+#: A subscribe that would take the total length of a public connection's ``args`` above 21,000
+#: characters (protocol.md §3.4). Bybit documents the limit but not its failure text: this text
+#: is the emulator's choice (not observed), in the style of the other ``error:`` texts.
+ARGS_LENGTH_TEXT: Final = "error:args length exceeds 21000 characters per connection"
 INVALID_OP_TEXT: Final = "error:invalid op"
 
 
@@ -222,6 +233,32 @@ def kline(topic: str, ts: int, candles: Sequence[object]) -> dict[str, object]:
 def all_liquidation(topic: str, ts: int, items: Sequence[object]) -> dict[str, object]:
     """``allLiquidation`` message: ``data`` is an array of ``{T, s, S, v, p}``."""
     return {"topic": topic, "type": "snapshot", "ts": ts, "data": list(items)}
+
+
+def insurance(topic: str, kind: str, ts: int, items: Sequence[object]) -> dict[str, object]:
+    """``insurance.{pool}``: ``data`` is an array of ``{coin, symbols, balance, updateTime}``."""
+    return {"topic": topic, "type": kind, "ts": ts, "data": list(items)}
+
+
+def adl_alert(topic: str, ts: int, items: Sequence[object]) -> dict[str, object]:
+    """``adlAlert.{pool}``: always ``snapshot``; items ``{c, s, b, mb, i_pr, pr, adl_tt, adl_sr}``
+    with JSON numbers, as in Bybit's example."""
+    return {"topic": topic, "type": "snapshot", "ts": ts, "data": list(items)}
+
+
+def price_limit(topic: str, data: dict[str, str], ts: int) -> dict[str, object]:
+    """``priceLimit.{symbol}``: no ``type`` field; ``data`` is ``{symbol, buyLmt, sellLmt}``."""
+    return {"topic": topic, "data": data, "ts": ts}
+
+
+def system_status(ts: int, items: Sequence[object]) -> dict[str, object]:
+    """``system.status``: no ``type``; ``data`` is an array of maintenance windows."""
+    return {"topic": "system.status", "ts": ts, "data": list(items)}
+
+
+def ticker_lt(topic: str, ts: int, data: dict[str, str]) -> dict[str, object]:
+    """``tickers_lt.{token}`` (deprecated leveraged-token ticker): always a ``snapshot``."""
+    return {"topic": topic, "ts": ts, "type": "snapshot", "data": data}
 
 
 # -- private and trade streams (protocol.md §2.2, §3.2, §3.5, §4, §6, §7) -------------------------

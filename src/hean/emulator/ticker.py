@@ -12,10 +12,12 @@ from other venues, so this never contradicts the book).
 
 from __future__ import annotations
 
-from hean.emulator.instruments import POW10, fmt_strip, fmt_units
+from datetime import UTC, datetime
+
+from hean.emulator.instruments import POW10, fmt_strip, fmt_units, future_delivery_ms
 from hean.emulator.market import SymbolMarket
 
-__all__ = ["LINEAR_FIELDS", "OPTION_FIELDS", "SPOT_FIELDS", "TickerState"]
+__all__ = ["FUTURES_FIELDS", "LINEAR_FIELDS", "OPTION_FIELDS", "SPOT_FIELDS", "TickerState"]
 
 #: Ticker fields of a linear/inverse perpetual, in Bybit's order (``tickers_linear_snapshot.json``).
 LINEAR_FIELDS: tuple[str, ...] = (
@@ -24,6 +26,16 @@ LINEAR_FIELDS: tuple[str, ...] = (
     "turnover24h", "volume24h", "fundingIntervalHour", "fundingCap", "nextFundingTime",
     "fundingRate", "bid1Price", "bid1Size", "ask1Price", "ask1Size", "preOpenPrice", "preQty",
     "curPreListingPhase",
+)  # fmt: skip
+#: Ticker fields of a linear/inverse dated future, in Bybit's order
+#: (``tickers_linear_futures_snapshot.json``): no funding (``nextFundingTime``/``fundingRate`` are
+#: ``""``), delivery and basis fields instead.
+FUTURES_FIELDS: tuple[str, ...] = (
+    "symbol", "tickDirection", "price24hPcnt", "lastPrice", "prevPrice24h", "highPrice24h",
+    "lowPrice24h", "prevPrice1h", "markPrice", "indexPrice", "openInterest", "openInterestValue",
+    "turnover24h", "volume24h", "deliveryTime", "basisRate", "deliveryFeeRate",
+    "predictedDeliveryPrice", "basis", "basisRateYear", "nextFundingTime", "fundingRate",
+    "bid1Price", "bid1Size", "ask1Price", "ask1Size",
 )  # fmt: skip
 #: Spot ticker fields, in Bybit's order (``tickers_spot.json``).
 SPOT_FIELDS: tuple[str, ...] = (
@@ -46,13 +58,15 @@ class TickerState:
     """Ground-truth ticker of one symbol, recomputed at every ticker push."""
 
     __slots__ = (
-        "_cap", "_index", "_mark", "_next_funding", "_oi", "_prev1h", "_rate", "cs", "kind",
-        "market", "truth",
+        "_cap", "_delivery", "_index", "_mark", "_next_funding", "_oi", "_prev1h", "_rate", "cs",
+        "kind", "market", "truth",
     )  # fmt: skip
 
     def __init__(self, market: SymbolMarket) -> None:
         self.market = market
         self.kind = market.category if market.category in ("spot", "option") else "linear"
+        #: delivery time (ms) of a dated future, None for perpetuals
+        self._delivery = future_delivery_ms(market.symbol) if self.kind == "linear" else None
         rng = market.rng
         spec = market.spec
         self._mark = market.last
@@ -66,6 +80,11 @@ class TickerState:
         self.cs = market.book.seq
         self.truth: dict[str, str] = {}
         self.truth = self._compute()
+
+    @property
+    def reference_ticks(self) -> int:
+        """The price limits' reference: the mark price (spot and option: the last price)."""
+        return max(1, self._mark if self.kind == "linear" else self.market.last)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -106,6 +125,8 @@ class TickerState:
             return self._spot()
         if self.kind == "option":
             return self._option()
+        if self._delivery is not None:
+            return self._futures(self._linear())
         return self._linear()
 
     def _linear(self) -> dict[str, str]:
@@ -144,6 +165,35 @@ class TickerState:
             "preQty": "",
             "curPreListingPhase": "",
         }
+
+    def _futures(self, perp: dict[str, str]) -> dict[str, str]:
+        """A dated future's ticker: the perpetual's common fields plus delivery and basis.
+
+        ``basis`` = last price - index price; ``basisRate`` = basis / index price;
+        ``basisRateYear`` annualises it over the time left to delivery (at least one day).
+        ``predictedDeliveryPrice`` stays zero (Bybit only fills it near delivery).
+        """
+        m = self.market
+        spec = m.spec
+        delivery = self._delivery
+        assert delivery is not None
+        index = max(1, self._index)
+        basis = m.last - index
+        rate = basis / index
+        days = max(1.0, (delivery - m.now_ms) / 86_400_000)
+        extra = {
+            "deliveryTime": datetime.fromtimestamp(delivery / 1000, UTC).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            "basisRate": f"{rate:.8f}",
+            "deliveryFeeRate": "0",
+            "predictedDeliveryPrice": spec.price_str(0),
+            "basis": fmt_units(basis * spec.tick, spec.price_dp),
+            "basisRateYear": f"{rate * 365 / days:.8f}",
+            "nextFundingTime": "",
+            "fundingRate": "",
+        }
+        return {k: extra[k] if k in extra else perp[k] for k in FUTURES_FIELDS}
 
     def _spot(self) -> dict[str, str]:
         m = self.market

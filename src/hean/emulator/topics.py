@@ -1,25 +1,47 @@
 """Topic parsing and subscribe/unsubscribe decisions (pure functions, no I/O).
 
 Served families (protocol.md §5): ``tickers.{symbol}`` everywhere; ``orderbook.{1,50,200,1000}``,
-``publicTrade`` and ``kline.{interval}`` on spot/linear/inverse; ``allLiquidation`` on
-linear/inverse; ``orderbook.{25,100}`` on option.
+``publicTrade``, ``kline.{interval}`` and ``priceLimit`` on spot/linear/inverse;
+``allLiquidation`` on linear/inverse; ``insurance.{pool}`` and ``adlAlert.{pool}`` with
+``USDT``/``USDC`` on linear and ``inverse`` on inverse (see :mod:`hean.emulator.extras`);
+``orderbook.rpi`` and ``orderbook.full`` on spot/linear/inverse; ``orderbook.{25,100}`` on
+option; ``tickers_lt`` (synthetic leveraged tokens) on spot; ``system.status`` alone on
+``/v5/public/misc/status``.
 
 Decision rules (protocol.md §3.3): on spot/linear/inverse a single bad topic fails the whole
 request and the reply names only the first offending topic; on option each topic is judged on
 its own and listed in ``successTopics`` / ``failTopics``.
+
+Args budget (protocol.md §3.4): the total length of all subscribed ``args`` on one public
+connection may not exceed :data:`ARGS_BUDGET` characters. A subscribe that would go above it is
+refused as a whole (on option every topic of the request is listed in ``failTopics``);
+unsubscribing frees budget. The failure text is the emulator's choice
+(:data:`shapes.ARGS_LENGTH_TEXT`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from hean.emulator import shapes
 from hean.emulator.candles import INTERVALS
+from hean.emulator.extras import LT_TOKENS, POOLS
+from hean.emulator.status import STATUS_KIND, STATUS_TOPIC
 
-__all__ = ["Decision", "Topic", "decide", "parse_topic", "unknown_topic_text"]
+__all__ = [
+    "ARGS_BUDGET",
+    "Decision",
+    "Topic",
+    "args_length",
+    "decide",
+    "parse_topic",
+    "unknown_topic_text",
+]
 
 SPOT_MAX_ARGS = 10
+#: Characters of ``args`` one public connection may hold subscribed (protocol.md §3.4).
+ARGS_BUDGET = 21_000
 #: Topic families real Bybit knows on spot; an unknown symbol there gets ``Invalid symbol``.
 _SPOT_FAMILIES = ("tickers", "orderbook", "publicTrade", "kline", "priceLimit")
 _DEPTHS: dict[str, frozenset[str]] = {
@@ -29,6 +51,9 @@ _DEPTHS: dict[str, frozenset[str]] = {
     "option": frozenset(("25", "100")),
 }
 _INTERVALS = frozenset(INTERVALS)
+#: ``orderbook.rpi`` (50 levels) and ``orderbook.full`` (whole book, 0 = unlimited)
+_BOOK_VARIANTS: dict[str, int] = {"rpi": 50, "full": 0}
+_VARIANT_KINDS = frozenset(("spot", "linear", "inverse"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +65,14 @@ class Topic:
     symbol: str
     depth: int = 0
     interval: str = ""
+    #: ``"rpi"`` for ``orderbook.rpi``, ``"full"`` for ``orderbook.full``
+    variant: str = ""
 
 
 def parse_topic(name: str, has_symbol: Callable[[str], bool], kind: str = "linear") -> Topic | None:
     """The served topic for ``name`` on endpoint ``kind``, or ``None`` if it has no such topic."""
+    if kind == STATUS_KIND:  # /v5/public/misc/status serves one topic
+        return Topic(name, "system", "status") if name == STATUS_TOPIC else None
     family, sep, rest = name.partition(".")
     if not sep:
         return None
@@ -53,6 +82,8 @@ def parse_topic(name: str, has_symbol: Callable[[str], bool], kind: str = "linea
         param, sep, symbol = rest.partition(".")
         if not sep or not has_symbol(symbol):
             return None
+        if family == "orderbook" and param in _BOOK_VARIANTS and kind in _VARIANT_KINDS:
+            return Topic(name, family, symbol, depth=_BOOK_VARIANTS[param], variant=param)
         if family == "orderbook" and param in _DEPTHS.get(kind, ()):
             return Topic(name, family, symbol, depth=int(param))
         if family == "kline" and kind != "option" and param in _INTERVALS:
@@ -62,6 +93,12 @@ def parse_topic(name: str, has_symbol: Callable[[str], bool], kind: str = "linea
         return Topic(name, family, rest) if has_symbol(rest) else None
     if family == "allLiquidation" and kind in ("linear", "inverse"):
         return Topic(name, family, rest) if has_symbol(rest) else None
+    if family == "priceLimit" and kind != "option":
+        return Topic(name, family, rest) if has_symbol(rest) else None
+    if family == "tickers_lt" and kind == "spot" and rest in LT_TOKENS:
+        return Topic(name, family, rest) if has_symbol(LT_TOKENS[rest][0]) else None
+    if family in ("insurance", "adlAlert") and rest in POOLS.get(kind, ()):
+        return Topic(name, family, rest)  # ``symbol`` holds the pool
     return None
 
 
@@ -82,6 +119,17 @@ class Decision:
     failed: list[str] = field(default_factory=list)
 
 
+def args_length(names: Iterable[str]) -> int:
+    """Total length (characters) of topic names, as counted against :data:`ARGS_BUDGET`."""
+    return sum(len(name) for name in names)
+
+
+def _over_budget(current: set[str], accepted: Sequence[Topic], budget: int | None) -> bool:
+    if budget is None or not accepted:
+        return False
+    return args_length(current) + args_length(t.name for t in accepted) > budget
+
+
 def decide(
     kind: str,
     op: str,
@@ -91,11 +139,12 @@ def decide(
     *,
     reject_topics: set[str] | frozenset[str] = frozenset(),
     reject_all: bool = False,
+    budget: int | None = ARGS_BUDGET,
 ) -> Decision:
     """Judge a request against the connection's ``current`` subscriptions.
 
     For ``unsubscribe``, ``accepted`` lists the topics to remove (topics never subscribed are
-    accepted as no-ops).
+    accepted as no-ops). ``budget`` is the connection's args-length budget (``None``: unlimited).
     """
     if kind == "spot" and len(args) > SPOT_MAX_ARGS:
         return Decision(False, shapes.ARGS_SIZE_TEXT)
@@ -114,6 +163,8 @@ def decide(
                 out.accepted.append(topic)
                 seen.add(name)
         out.success = not out.failed
+        if subscribing and _over_budget(current, out.accepted, budget):
+            return Decision(False, shapes.ARGS_LENGTH_TEXT, failed=list(args))
         return out
     accepted: list[Topic] = []
     seen = set()
@@ -127,4 +178,6 @@ def decide(
         accepted.append(topic)
     if subscribing and reject_all and not args:
         return Decision(False, shapes.handler_not_found_text(""))
+    if subscribing and _over_budget(current, accepted, budget):
+        return Decision(False, shapes.ARGS_LENGTH_TEXT)
     return Decision(True, accepted=accepted)
