@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_tickers import _pin, _Timer, client_floor
+from bench_tickers import _pin, _Timer, client_floor, start_server
 
 N_SYMBOLS = 10
 
@@ -71,30 +71,7 @@ async def client_books(url: str, target: int, depth: int) -> tuple[float, float]
 
 
 def start_firehose(messages: int, topic: str) -> tuple[subprocess.Popen[str], str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "hean.emulator.firehose",
-        "--messages",
-        str(messages),
-        "--symbols",
-        str(N_SYMBOLS),
-        "--topic",
-        topic,
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        preexec_fn=lambda: _pin(1),
-    )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url.startswith("ws://"):
-        proc.kill()
-        raise RuntimeError("firehose server did not start")
-    return proc, url
+    return start_server(messages, None, "--topic", topic, symbols=N_SYMBOLS)
 
 
 def measure(kind: str, url: str, target: int, depth: int) -> dict[str, Any]:

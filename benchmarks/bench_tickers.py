@@ -194,16 +194,12 @@ def run_client(kind: str, url: str, target: int, loop_name: str) -> None:
 # --------------------------------------------------------------------------- driver
 
 
-def start_server(messages: int, rate: float | None) -> tuple[subprocess.Popen[str], str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "hean.emulator.firehose",
-        "--messages",
-        str(messages),
-        "--symbols",
-        str(N_SYMBOLS),
-    ]
+def start_server(
+    messages: int, rate: float | None, *extra: str, symbols: int = N_SYMBOLS
+) -> tuple[subprocess.Popen[str], str]:
+    """Start the firehose server on CPU 1; ``extra`` are more CLI arguments (e.g. --topic)."""
+    cmd = [sys.executable, "-m", "hean.emulator.firehose", "--messages", str(messages),
+           "--symbols", str(symbols), *extra]  # fmt: skip
     if rate is not None:
         cmd += ["--rate", str(rate)]
     proc = subprocess.Popen(

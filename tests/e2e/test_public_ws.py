@@ -12,7 +12,6 @@ from hean.core.bus import EventBus
 from hean.core.events import EventType, SubscriptionStatus
 from hean.core.lifecycle import ConnectionState as S
 from hean.emulator import Emulator
-from hean.exchange.bybit.protocol.backoff import BackoffPolicy
 from hean.exchange.bybit.ws_public import BybitPublicWebSocket, ConnectError
 from tests.conftest import ms
 from tests.e2e.conftest import FAST_BACKOFF, Recorder, make_ws
@@ -364,7 +363,6 @@ def test_bad_user_input_is_refused_clearly() -> None:
     assert BybitPublicWebSocket(bus, "linear").url == (
         "wss://stream-testnet.bybit.com/v5/public/linear"
     )
-    assert isinstance(BackoffPolicy(), BackoffPolicy)
 
 
 async def test_recycle_drops_reconnects_and_resubscribes_with_the_reason(

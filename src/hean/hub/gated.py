@@ -18,26 +18,19 @@ This module provides the asyncio side of the limiter (:class:`RateGate`).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from hean.core.clock import Clock
-from hean.exchange.bybit.ws_public import BybitPublicWebSocket
 
 if TYPE_CHECKING:
     from hean.hub.ratelimit import ConnectionRateLimiter
 
-__all__ = ["ConnectGate", "GatedPublicWebSocket", "RateGate"]
+__all__ = ["ConnectGate", "RateGate"]
 
-log = logging.getLogger("hean.hub")
 
 ConnectGate = Callable[[], Awaitable[None]]
 """Awaited before every connection attempt (waits for a rate-limit slot)."""
-
-
-GatedPublicWebSocket = BybitPublicWebSocket
-"""The facade the hub builds; the exchange layer's ``connect_gate`` parameter does the gating."""
 
 
 class RateGate:

@@ -60,7 +60,12 @@ from hean.exchange.bybit.protocol.backoff import BackoffPolicy
 from hean.exchange.bybit.state.orderbook import OrderBook
 from hean.exchange.bybit.state.tickers import TickerState
 from hean.exchange.bybit.transport import DEFAULT_MAX_MESSAGE
-from hean.exchange.bybit.ws_public import BOOK_DEPTHS, KLINE_INTERVALS, EventSink
+from hean.exchange.bybit.ws_public import (
+    BOOK_DEPTHS,
+    KLINE_INTERVALS,
+    BybitPublicWebSocket,
+    EventSink,
+)
 from hean.hub.delivery import (
     CONFLATE_KEYS,
     Deliver,
@@ -70,7 +75,7 @@ from hean.hub.delivery import (
     route_key,
     tick_replay_event,
 )
-from hean.hub.gated import GatedPublicWebSocket, RateGate
+from hean.hub.gated import RateGate
 from hean.hub.ratelimit import ConnectionRateLimiter, shared_limiter
 from hean.hub.refs import ShardPlanner, TopicRefs
 
@@ -172,7 +177,7 @@ class _Shard:
 
     __slots__ = ("dispatcher", "id", "name", "task", "ws")
 
-    def __init__(self, shard_id: int, name: str, ws: GatedPublicWebSocket, dispatcher: Dispatcher):
+    def __init__(self, shard_id: int, name: str, ws: BybitPublicWebSocket, dispatcher: Dispatcher):
         self.id = shard_id
         self.name = name
         self.ws = ws
@@ -344,7 +349,7 @@ class StreamHub:
             self._on_control(ep, holder[0], event_type, event)
 
         dispatcher = Dispatcher(name, self.bus, on_control)
-        ws = GatedPublicWebSocket(
+        ws = BybitPublicWebSocket(
             dispatcher,
             ep.category,
             url=ep.key.url,
@@ -449,14 +454,7 @@ class StreamHub:
             shard = ep.shards.get(sid)
             if shard is None or sid in closing:
                 continue
-            shard.ws.unsubscribe(group)
-            for topic in group:
-                if topic.startswith("orderbook."):
-                    shard.ws.books.remove(topic)
-                elif topic.startswith("tickers."):
-                    # the cached state stays for a later subscribe, but is not complete any more:
-                    # it must not be replayed to anyone before the next snapshot
-                    shard.ws.tickers.reset(topic)
+            shard.ws.unsubscribe(group)  # also forgets books / marks tickers incomplete
         for shard in emptied:
             log.info("hub: closing %s (no topics left)", shard.name)
             await shard.close()
@@ -608,9 +606,9 @@ class StreamHub:
         books = [b for s in ep.shards.values() if (b := s.ws.orderbook(symbol)) is not None]
         return max(books, key=lambda b: b.depth) if books else None
 
-    def connections(self, category: str | None = None) -> list[GatedPublicWebSocket]:
+    def connections(self, category: str | None = None) -> list[BybitPublicWebSocket]:
         """The open connections (of one category, or all), in endpoint and shard order."""
-        out: list[GatedPublicWebSocket] = []
+        out: list[BybitPublicWebSocket] = []
         for ep in self._endpoints.values():
             if category is None or ep.category == category:
                 out.extend(ep.shards[sid].ws for sid in sorted(ep.shards))

@@ -154,3 +154,17 @@ async def test_validation_of_depths_intervals_and_categories() -> None:
         await option.subscribe_orderbook(["BTC-6JAN23-17500-C"], depth=50)
     with pytest.raises(ValueError, match="empty symbol"):
         await linear.subscribe_trades([" "])
+
+
+async def test_unsubscribe_forgets_books_and_marks_tickers_incomplete(h: Harness) -> None:
+    await h.ws.subscribe_orderbook(["BTCUSDT"], depth=50)
+    await h.ws.subscribe_tickers(["BTCUSDT"])
+    h.feed(example("orderbook_snapshot"))
+    h.feed(example("tickers_linear_snapshot"))
+    assert h.ws.orderbook("BTCUSDT") is not None
+    assert h.ws.ticker("BTCUSDT").has_snapshot  # type: ignore[union-attr]
+    h.ws.unsubscribe(["orderbook.50.BTCUSDT", "tickers.BTCUSDT"])
+    assert h.sent[-1]["op"] == "unsubscribe"
+    assert h.ws.orderbook("BTCUSDT") is None
+    ticker = h.ws.ticker("BTCUSDT")
+    assert ticker is not None and not ticker.has_snapshot  # kept, but not to be replayed

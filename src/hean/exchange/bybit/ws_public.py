@@ -306,10 +306,7 @@ class BybitPublicWebSocket:
         self.subscribe([f"orderbook.{depth}.{s}" for s in _symbols(symbols)])
 
     async def unsubscribe_orderbook(self, symbols: Iterable[str], depth: int = 50) -> None:
-        topics = [f"orderbook.{depth}.{s}" for s in _symbols(symbols)]
-        self.unsubscribe(topics)
-        for topic in topics:
-            self.books.remove(topic)
+        self.unsubscribe([f"orderbook.{depth}.{s}" for s in _symbols(symbols)])
 
     async def subscribe_trades(self, symbols: Iterable[str]) -> None:
         """Subscribe ``publicTrade.<symbol>`` (options: the base coin, e.g. ``BTC``)."""
@@ -341,7 +338,15 @@ class BybitPublicWebSocket:
         self.connection.run_actions(self.session.subscribe(list(topics), self.clock.monotonic()))
 
     def unsubscribe(self, topics: Iterable[str]) -> None:
-        self.connection.run_actions(self.session.unsubscribe(list(topics), self.clock.monotonic()))
+        """Stop wanting raw topics. A dropped book is forgotten; a dropped ticker keeps its
+        fields but is marked incomplete until the next snapshot (no stale replay)."""
+        wanted = list(topics)
+        self.connection.run_actions(self.session.unsubscribe(wanted, self.clock.monotonic()))
+        for topic in wanted:
+            if topic.startswith("orderbook."):
+                self.books.remove(topic)
+            elif topic.startswith("tickers."):
+                self.tickers.reset(topic)
 
     async def wait_subscribed(self, topics: Iterable[str], timeout: float = 10.0) -> dict[str, str]:
         """Wait until each topic is confirmed or rejected; returns topic -> status."""
