@@ -25,9 +25,7 @@ CATEGORIES: tuple[str, ...] = ("spot", "linear", "inverse", "option")
 
 def validate_category(category: str) -> str:
     if category not in CATEGORIES:
-        raise ValueError(
-            f"unknown category {category!r}: expected one of {', '.join(CATEGORIES)}"
-        )
+        raise ValueError(f"unknown category {category!r}: expected one of {', '.join(CATEGORIES)}")
     return category
 
 

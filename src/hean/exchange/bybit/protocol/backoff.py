@@ -95,9 +95,9 @@ class RetryClass(enum.StrEnum):
     """Backoff, but never sooner than a floor (rate limited, banned, or told to wait)."""
 
 
-def classify(reason: str, policy: BackoffPolicy, retry_after: float | None = None) -> tuple[
-    RetryClass, float
-]:
+def classify(
+    reason: str, policy: BackoffPolicy, retry_after: float | None = None
+) -> tuple[RetryClass, float]:
     """Map a disconnect/failure reason to a retry class and a minimum delay.
 
     Reasons are the strings HEAN uses everywhere (logs, events, metrics): ``http_<status>``,
