@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
+from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hean.exchange.bybit.protocol.codec import (
     FrameKind,
@@ -12,6 +16,8 @@ from hean.exchange.bybit.protocol.codec import (
     encode_ping,
     encode_pong,
     encode_request,
+    parse_float,
+    parse_float_fast,
     server_time_ms,
 )
 from tests.conftest import example_bytes
@@ -104,3 +110,51 @@ def test_encoders() -> None:
         "args": ["a", "b"],
     }
     assert json.loads(encode_request("unsubscribe", ["a"])) == {"op": "unsubscribe", "args": ["a"]}
+
+
+# -- prices ---------------------------------------------------------------------------------------
+
+
+@given(
+    st.integers(0, 12).flatmap(
+        lambda places: st.decimals(
+            min_value=-(10**9), max_value=10**12, places=places, allow_nan=False
+        )
+    )
+)
+@settings(max_examples=500)
+def test_fast_float_parse_equals_float_for_every_decimal_string(value: Decimal) -> None:
+    text = format(value, "f")
+    assert parse_float_fast(text) == float(text)
+    assert parse_float(text) == float(text)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("67234.5", 67234.5),
+        ("0.00001234", 0.00001234),
+        ("-0.0005", -0.0005),
+        ("007", 7.0),  # not JSON: float()'s rules
+        (".5", 0.5),
+        ("1e-3", 0.001),
+        (12, 12.0),  # a number where a string was expected
+        (1.25, 1.25),
+        ("", None),  # Bybit's empty bid/ask
+        (None, None),
+        ("abc", None),
+        ([], None),
+    ],
+)
+def test_parse_float_accepts_what_float_accepts_and_none_otherwise(
+    raw: Any, expected: float | None
+) -> None:
+    assert parse_float(raw) == expected
+
+
+def test_fast_float_parse_refuses_what_it_cannot_read_exactly() -> None:
+    for raw in ("", ".5", "NaN", "1_0", "+1"):
+        with pytest.raises(ValueError):
+            parse_float_fast(raw)
+    with pytest.raises(TypeError):
+        parse_float_fast(None)

@@ -87,3 +87,48 @@ def test_bad_values_do_not_raise_and_bad_shapes_do() -> None:
         cache.apply(decode(b'{"topic":"tickers.X","type":"delta","data":[1]}'), 1.0)
     with pytest.raises(ValueError):
         TickerCache("futures")
+
+
+def test_prices_parse_every_form_bybit_might_send() -> None:
+    cache = TickerCache("linear")
+    cache.apply(
+        decode(
+            b'{"topic":"tickers.X","type":"snapshot","ts":1,"data":{"symbol":"X",'
+            b'"lastPrice":"67234.50","bid1Price":"0.00001234","ask1Price":"67235"}}'
+        ),
+        1.0,
+    )
+    state = cache.get("X")
+    assert state is not None
+    assert (state.last_price, state.bid, state.ask) == (67234.5, 0.00001234, 67235.0)
+    assert state.get("lastPrice") == "67234.50"  # the exact string is kept
+    # numbers instead of strings, and a form JSON does not allow, still parse
+    cache.apply(
+        decode(b'{"topic":"tickers.X","type":"delta","data":{"lastPrice":12,"bid1Price":".5"}}'),
+        2.0,
+    )
+    assert (state.last_price, state.bid, state.ask) == (12.0, 0.5, 67235.0)
+    # an emptied ask becomes None; the others keep their last value
+    cache.apply(decode(b'{"topic":"tickers.X","type":"delta","data":{"ask1Price":""}}'), 3.0)
+    assert (state.last_price, state.bid, state.ask) == (12.0, 0.5, None)
+
+
+def test_field_times_follow_each_read() -> None:
+    cache = TickerCache("linear")
+    cache.apply(decode(example_bytes("tickers_linear_snapshot")), 1.0)
+    state = cache.get("BTCUSDT")
+    assert state is not None
+    first = dict(state.field_times)
+    for now, fields in (
+        (2.0, {"markPrice": "1"}),
+        (2.0, {"bid1Price": "2"}),
+        (3.0, {"markPrice": "3"}),
+    ):
+        data = {"symbol": "BTCUSDT", **fields}
+        frame = {"topic": "tickers.BTCUSDT", "type": "delta", "ts": 9, "data": data}
+        cache.apply(decode(json.dumps(frame)), now)
+    assert state.field_times["markPrice"] == 3.0
+    assert state.field_times["bid1Price"] == 2.0
+    assert state.field_times["lastPrice"] == first["lastPrice"] == 1.0
+    assert state.field_age("markPrice", 4.5) == 1.5
+    assert state.field_age("nope", 4.5) is None

@@ -31,6 +31,8 @@ __all__ = [
     "encode_ping",
     "encode_pong",
     "encode_request",
+    "parse_float",
+    "parse_float_fast",
     "server_time_ms",
 ]
 
@@ -65,6 +67,25 @@ _encoder = msgspec.json.Encoder()
 
 decode = _decoder.decode
 """Decode one frame payload (bytes or str). Raises :class:`msgspec.DecodeError` on bad input."""
+
+parse_float_fast = msgspec.json.Decoder(float).decode
+"""A decimal string such as ``"67234.5"`` to a float, ~10x faster than ``float()`` (msgspec's
+correctly rounded parser; measured in docs/benchmarks.md). Takes exactly the JSON number
+syntax: raises ``ValueError`` on anything else (``""``, ``"NaN"``, ``".5"``) and ``TypeError``
+on a non-string. Hot paths call this in ``try`` and fall back to :func:`parse_float`."""
+
+
+def parse_float(value: Any) -> float | None:
+    """A price or size field to a float, whatever Bybit sent: ``None`` when it is not a number
+    (``""`` for an empty bid, ``None``); anything ``float()`` accepts is accepted."""
+    try:
+        return parse_float_fast(value)
+    except (TypeError, ValueError):
+        pass
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 class FrameKind(enum.IntEnum):

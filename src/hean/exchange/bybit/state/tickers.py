@@ -21,16 +21,20 @@ from collections.abc import Callable
 from typing import Any
 
 from hean.core.events import TickEvent
-from hean.exchange.bybit.protocol.codec import Frame
+from hean.exchange.bybit.protocol.codec import Frame, parse_float, parse_float_fast
 
 __all__ = ["TickerCache", "TickerState"]
 
-_BID_ASK_KEYS: dict[str, tuple[str | None, str | None]] = {
+_BID_ASK_KEYS: dict[str, tuple[str, str]] = {
     "linear": ("bid1Price", "ask1Price"),
     "inverse": ("bid1Price", "ask1Price"),
     "option": ("bidPrice", "askPrice"),
-    "spot": (None, None),
+    "spot": ("", ""),  # spot tickers carry no bid/ask: keys no message has
 }
+
+
+def _discard(event: TickEvent) -> None:
+    """The publisher of a cache nobody listens to."""
 
 
 class TickerState:
@@ -115,12 +119,14 @@ class TickerCache:
     __slots__ = (
         "_ask_key",
         "_bid_key",
+        "_wall_ms",
+        "_wall_now",
+        "_wall_offset",
         "by_symbol",
         "by_topic",
         "category",
         "on_resync",
         "publish",
-        "wall_offset",
     )
 
     def __init__(
@@ -132,13 +138,24 @@ class TickerCache:
         if category not in _BID_ASK_KEYS:
             raise ValueError(f"unknown category {category!r}")
         self.category = category
-        self.publish = publish
+        self.publish: Callable[[TickEvent], None] = publish if publish is not None else _discard
         self.on_resync = on_resync
-        self.wall_offset = 0.0
-        """Seconds to add to monotonic ``now`` to get Unix time (for ``recv_wall_ms``)."""
+        self._wall_offset = 0.0
+        self._wall_now = -1.0
+        self._wall_ms = 0
         self._bid_key, self._ask_key = _BID_ASK_KEYS[category]
         self.by_topic: dict[str, TickerState] = {}
         self.by_symbol: dict[str, TickerState] = {}
+
+    @property
+    def wall_offset(self) -> float:
+        """Seconds to add to monotonic ``now`` to get Unix time (for ``recv_wall_ms``)."""
+        return self._wall_offset
+
+    @wall_offset.setter
+    def wall_offset(self, value: float) -> None:
+        self._wall_offset = value
+        self._wall_now = -1.0  # recompute the cached wall time of the current read
 
     def get(self, symbol: str) -> TickerState | None:
         return self.by_symbol.get(symbol)
@@ -165,77 +182,92 @@ class TickerCache:
         Raises:
             ValueError: the frame carries no ticker object (counted and dropped by the caller).
         """
-        # Hot path: one call per ticker message. Kept flat on purpose (no helper calls).
+        # Hot path: one call per ticker message, kept flat and short on purpose (every
+        # bytecode shows in benchmarks/bench_tickers.py); the rare branches call out.
         data = frame.data
         if data.__class__ is not dict:
             raise ValueError("ticker data is not an object")
-        topic: str = frame.topic  # type: ignore[assignment]  # data frames always have a topic
-        state = self.by_topic.get(topic)
-        if state is None:
-            state = self._new_state(topic, data)
-        times = state.field_times
+        try:
+            state = self.by_topic[frame.topic]  # type: ignore[index]
+        except KeyError:
+            state = self._new_state(frame.topic, data)  # type: ignore[arg-type]
         if frame.type == "delta":
-            state.fields.update(data)
+            fields = state.fields
+            fields |= data
+            times = state.field_times
             for key in data:
                 times[key] = now
+            state.updated_at = now
             state.deltas += 1
-            if not state.has_snapshot and not state.resync_requested:
-                state.resync_requested = True
-                state.needs_resync = True
+            if not state.has_snapshot:
+                self._delta_without_snapshot(state, now)
+            is_snapshot = False
         else:
-            old = state.fields
-            for key, value in data.items():
-                if old.get(key, times) != value:  # `times` is a sentinel that equals nothing
-                    times[key] = now
-            state.fields = data  # the decoded dict is ours: no copy
-            state.has_snapshot = True
-            state.resync_requested = False
-            state.snapshots += 1
+            self._snapshot(state, data, now)
+            is_snapshot = True
+        # Prices: msgspec's parser; float()'s rules on anything it refuses ("" -> None).
         if "lastPrice" in data:
             try:
-                state.last_price = float(data["lastPrice"])
+                state.last_price = parse_float_fast(data["lastPrice"])
             except (TypeError, ValueError):
-                state.last_price = None
-        bid_key = self._bid_key
-        if bid_key is not None:
-            if bid_key in data:
-                try:
-                    state.bid = float(data[bid_key])
-                except (TypeError, ValueError):
-                    state.bid = None
-            ask_key = self._ask_key
-            if ask_key in data:
-                try:
-                    state.ask = float(data[ask_key])
-                except (TypeError, ValueError):
-                    state.ask = None
+                state.last_price = parse_float(data["lastPrice"])
+        key = self._bid_key
+        if key in data:
+            try:
+                state.bid = parse_float_fast(data[key])
+            except (TypeError, ValueError):
+                state.bid = parse_float(data[key])
+        key = self._ask_key
+        if key in data:
+            try:
+                state.ask = parse_float_fast(data[key])
+            except (TypeError, ValueError):
+                state.ask = parse_float(data[key])
         ts = frame.ts
         if ts is not None:
             state.exchange_ts = ts
-        cs = frame.cs
-        if cs is not None:
-            state.cs = cs
-        state.updated_at = now
-        publish = self.publish
-        if publish is not None:
-            publish(
-                TickEvent(
-                    state.symbol,
-                    self.category,
-                    state.last_price,
-                    state.bid,
-                    state.ask,
-                    state.exchange_ts,
-                    now,
-                    int((now + self.wall_offset) * 1000.0),
-                    frame.type != "delta",
-                    state,
-                )
+        state.cs = frame.cs
+        if now != self._wall_now:  # once per socket read
+            self._wall_now = now
+            self._wall_ms = int((now + self._wall_offset) * 1000.0)
+        self.publish(
+            TickEvent(
+                state.symbol,
+                self.category,
+                state.last_price,
+                state.bid,
+                state.ask,
+                state.exchange_ts,
+                now,
+                self._wall_ms,
+                is_snapshot,
+                state,
             )
-        if state.needs_resync and self.on_resync is not None:
-            state.needs_resync = False
-            self.on_resync(topic, now)
+        )
         return state
+
+    def _snapshot(self, state: TickerState, data: dict[str, Any], now: float) -> None:
+        """A snapshot replaces the fields; a field's time moves only if its value changed."""
+        times = state.field_times
+        old = state.fields
+        for key, value in data.items():
+            if old.get(key, times) != value:  # `times` is a sentinel that equals nothing
+                times[key] = now
+        state.fields = data  # the decoded dict is ours: no copy
+        state.updated_at = now
+        state.has_snapshot = True
+        state.resync_requested = False
+        state.snapshots += 1
+
+    def _delta_without_snapshot(self, state: TickerState, now: float) -> None:
+        """A delta before any snapshot: merged, and the topic resubscribed once per run."""
+        if state.resync_requested:
+            return
+        state.resync_requested = True
+        if self.on_resync is None:
+            state.needs_resync = True  # the caller resubscribes and clears it
+        else:
+            self.on_resync(state.topic, now)
 
     def _new_state(self, topic: str, data: dict[str, Any]) -> TickerState:
         symbol = topic[8:] if topic.startswith("tickers.") else str(data.get("symbol", topic))
