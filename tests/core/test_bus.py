@@ -182,6 +182,75 @@ async def test_raising_sync_subscriber_is_isolated_counted_and_rate_limited(
     await bus.stop()
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 6])
+async def test_every_fan_out_width_isolates_a_raising_subscriber_at_any_position(n: int) -> None:
+    """Up to three targets are called unrolled, more in a loop: each width and position must
+    still call every other subscriber, in order, and count the failure on the right one."""
+    for bad_at in range(n):
+        bus = make_bus()
+        await bus.start()
+        calls: list[tuple[int, int]] = []
+        subs = []
+        for i in range(n):
+
+            def cb(
+                ev: int, i: int = i, calls: list[tuple[int, int]] = calls, bad_at: int = bad_at
+            ) -> None:
+                calls.append((i, ev))
+                if i == bad_at:
+                    raise RuntimeError(f"subscriber {i}")
+
+            subs.append(bus.subscribe(TICK, cb, name=f"s{i}"))
+        queued = bus.stream(TICK, maxsize=10)  # an async target after the sync ones
+        bus.publish(TICK, 7)
+        bus.publish(TICK, 8)
+        assert calls == [(i, ev) for ev in (7, 8) for i in range(n)]
+        assert [s.errors for s in subs] == [2 if i == bad_at else 0 for i in range(n)]
+        assert [s.delivered for s in subs] == [2] * n
+        assert queued.get_nowait() == 7 and queued.get_nowait() == 8
+        await bus.stop()
+
+
+async def test_unsubscribing_changes_the_fan_out_width_seen_by_a_publisher() -> None:
+    bus = make_bus()
+    await bus.start()
+    publish = bus.publisher(TICK)  # resolved once, as producers do
+    got: dict[str, list[int]] = {"a": [], "b": [], "c": [], "d": []}
+    subs = {k: bus.subscribe(TICK, v.append, name=k) for k, v in got.items()}
+    publish(1)
+    subs["b"].unsubscribe()
+    publish(2)
+    subs["d"].unsubscribe()
+    subs["a"].unsubscribe()
+    publish(3)
+    subs["c"].unsubscribe()
+    publish(4)
+    assert got == {"a": [1, 2], "b": [1], "c": [1, 2, 3], "d": [1, 2]}
+    await bus.stop()
+
+
+async def test_an_internal_delivery_error_is_logged_never_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, LOGGER)
+    bus = make_bus()
+    await bus.start()
+    got: list[int] = []
+    bus.subscribe(TICK, got.append)
+    stream = bus.stream(TICK, maxsize=4)
+    route = bus._routes[TICK]
+
+    def broken_push(event: Any) -> None:
+        raise AssertionError("bug")
+
+    route.targets = (route.targets[0], broken_push)  # as if a queue push had a bug
+    bus.publish(TICK, 1)  # must not raise into the reader
+    assert got == [1]
+    assert records(caplog, logging.ERROR, "internal error delivering")
+    stream.close()
+    await bus.stop()
+
+
 async def test_raising_async_handler_keeps_its_task_alive(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

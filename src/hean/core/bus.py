@@ -126,9 +126,15 @@ class SubscriberStats(msgspec.Struct, frozen=True):
 
 
 class _Route:
-    """Subscribers of one event type, as tuples that ``publish`` iterates without copying."""
+    """Subscribers of one event type, as one tuple that ``deliver`` calls without copying.
 
-    __slots__ = ("bus", "callbacks", "count", "event_type", "pushes", "subs", "sync")
+    ``targets`` holds the sync callbacks (in subscription order) and then the queue pushes of
+    the async subscribers; a push never raises, a callback's exception is caught, counted and
+    logged. Up to three targets are called unrolled (no iterator, no loop): that is the common
+    case and measurably cheaper per event (docs/benchmarks.md).
+    """
+
+    __slots__ = ("arity", "bus", "count", "event_type", "subs", "sync", "targets")
 
     def __init__(self, bus: EventBus, event_type: EventType) -> None:
         self.bus = bus
@@ -137,33 +143,68 @@ class _Route:
         self.count = 0
         self.subs: list[Subscription] = []
         self.sync: tuple[_SyncSubscription, ...] = ()
-        self.callbacks: tuple[Callable[[Any], None], ...] = ()
-        self.pushes: tuple[Callable[[Any], None], ...] = ()
+        self.targets: tuple[Callable[[Any], None], ...] = ()
+        self.arity = 0
 
     def deliver(self, event: Any) -> None:
         """Publish ``event`` to this route's subscribers (the body of ``EventBus.publish``)."""
-        bus = self.bus
-        if not bus._running:
-            bus._publish_not_running(self.event_type)
+        if not self.bus._running:
+            self.bus._publish_not_running(self.event_type)
         self.count += 1
-        for callback in self.callbacks:
+        arity = self.arity
+        if arity == 1:
+            (a,) = self.targets
             try:
-                callback(event)
+                a(event)
             except Exception as exc:
-                self._callback_failed(callback, exc)
-        for push in self.pushes:
-            push(event)
+                self._callback_failed(a, exc)
+        elif arity == 2:
+            a, b = self.targets
+            try:
+                a(event)
+            except Exception as exc:
+                self._callback_failed(a, exc)
+            try:
+                b(event)
+            except Exception as exc:
+                self._callback_failed(b, exc)
+        elif arity == 3:
+            a, b, c = self.targets
+            try:
+                a(event)
+            except Exception as exc:
+                self._callback_failed(a, exc)
+            try:
+                b(event)
+            except Exception as exc:
+                self._callback_failed(b, exc)
+            try:
+                c(event)
+            except Exception as exc:
+                self._callback_failed(c, exc)
+        elif arity:
+            for target in self.targets:
+                try:
+                    target(event)
+                except Exception as exc:
+                    self._callback_failed(target, exc)
 
-    def _callback_failed(self, callback: Callable[[Any], None], exc: Exception) -> None:
+    def _callback_failed(self, target: Callable[[Any], None], exc: Exception) -> None:
         for sub in self.sync:  # the error path only: find whose callback raised
-            if sub.callback is callback:
+            if sub.callback is target:
                 self.bus._report_error(sub, exc, "callback")
                 return
+        # A queue push raised: a bug in the bus, never the subscriber's doing. Keep the reader
+        # alive and say so.
+        self.bus._logger.error(
+            "EventBus: internal error delivering %s", self.event_type, exc_info=exc
+        )
 
     def rebuild(self) -> None:
         self.sync = tuple(s for s in self.subs if isinstance(s, _SyncSubscription))
-        self.callbacks = tuple(s.callback for s in self.sync)
-        self.pushes = tuple(s._push for s in self.subs if isinstance(s, _QueuedSubscription))
+        pushes = tuple(s._push for s in self.subs if isinstance(s, _QueuedSubscription))
+        self.targets = tuple(s.callback for s in self.sync) + pushes
+        self.arity = len(self.targets)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
