@@ -31,6 +31,8 @@ from hean.core.events import EventType
 from hean.core.lifecycle import ConnectionState
 from hean.exchange.bybit.protocol.session import Action, Close, Connect, Emit, Send, Session
 
+_TEXT = WSMsgType.TEXT
+
 __all__ = ["WsConnection"]
 
 log = logging.getLogger("hean.transport")
@@ -41,29 +43,30 @@ is well under 1 MiB; 8 MiB leaves headroom without letting a hostile peer exhaus
 
 
 class _Listener(WSListener):
-    __slots__ = ("close_code", "conn", "fragments")
+    __slots__ = ("close_code", "conn", "fragments", "read_now", "receive")
 
     def __init__(self, conn: WsConnection) -> None:
         self.conn = conn
+        self.receive = conn.session.receive
         self.close_code: int | None = None
         self.fragments: bytearray | None = None
+        # One `now` per socket read: every frame parsed from one read shares it.
+        self.read_now: float | None = None
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        conn = self.conn
-        now = conn._read_now
+        now = self.read_now
         if now is None:
-            now = conn._read_now = conn._monotonic()
-        msg_type = frame.msg_type
-        if msg_type is WSMsgType.TEXT and frame.fin:
+            now = self.read_now = self.conn._monotonic()
+        if frame.msg_type is _TEXT and frame.fin:
             # Zero-copy view of picows's read buffer: valid only during this call, which is
             # all decoding needs (every decoded value is a new object).
-            actions = conn.session.receive(frame.get_payload_as_memoryview(), now)
+            actions = self.receive(frame.get_payload_as_memoryview(), now)
             if actions:
-                conn.run_actions(actions)
+                self.conn.run_actions(actions)
         else:
-            self._other_frame(transport, frame, msg_type, now)
+            self._other_frame(transport, frame, frame.msg_type, now)
         if frame.last_in_buffer:
-            conn._read_now = None
+            self.read_now = None
 
     def _other_frame(
         self, transport: WSTransport, frame: WSFrame, msg_type: WSMsgType, now: float
@@ -146,7 +149,6 @@ class WsConnection:
         self.ssl_context = ssl_context
         self.transport: WSTransport | None = None
         self._listener: _Listener | None = None
-        self._read_now: float | None = None
         self._wake = asyncio.Event()
         self._closed = asyncio.Event()
         self._driver: asyncio.Task[None] | None = None
@@ -283,7 +285,6 @@ class WsConnection:
             return
         self.transport = None
         self._listener = None
-        self._read_now = None
         if self._abort_handle is not None:
             self._abort_handle.cancel()
             self._abort_handle = None

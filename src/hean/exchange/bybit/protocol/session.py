@@ -712,12 +712,8 @@ class Session:
         stats.last_message_at = now
         topic = frame.topic
         if topic is not None:
-            handler = self.routes.get(topic)
             try:
-                if handler is None:
-                    self.on_data(frame, now)
-                else:
-                    handler(frame, now)
+                self.routes.get(topic, self.on_data)(frame, now)
             except Exception as exc:
                 stats.data_errors += 1
                 self._log_bad(f"bad data frame ({type(exc).__name__}: {exc})", payload)
