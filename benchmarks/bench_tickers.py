@@ -10,6 +10,8 @@ its own process pinned to CPU 1, sending pre-encoded Bybit linear ticker frames)
   subscribers.
 * ``hean-async``: the same, but the three subscribers are async consumers (``batch=True``), i.e.
   bounded queues drained by their own tasks, one wake-up per socket read.
+* ``hean-no-field-times``: ``hean`` built with ``field_times=False`` (no per-field change
+  times: the option for consumers that never read them), to show what that feature costs.
 * ``pybit`` (``--pybit``): the official SDK's ``ticker_stream`` (threads, websocket-client).
 
 Firehose mode sends everything back to back (msgs/s and CPU-µs/msg); paced mode sends a fixed
@@ -98,7 +100,7 @@ async def client_floor(url: str, target: int) -> tuple[float, float]:
 
 
 async def client_hean(
-    url: str, target: int, async_subscribers: bool = False
+    url: str, target: int, async_subscribers: bool = False, field_times: bool = True
 ) -> tuple[float, float]:
     from hean import EventBus, EventType, OverflowPolicy
     from hean.exchange.bybit import BybitPublicWebSocket
@@ -136,7 +138,7 @@ async def client_hean(
     else:
         for fn in (count, last_price, spread):
             bus.subscribe(EventType.TICK, fn)
-    ws = BybitPublicWebSocket(bus, "linear", url=url)
+    ws = BybitPublicWebSocket(bus, "linear", url=url, field_times=field_times)
     await ws.connect(timeout=10)
     await ws.subscribe_tickers(_symbols())
     result = await timer.done
@@ -186,6 +188,7 @@ def run_client(kind: str, url: str, target: int, loop_name: str) -> None:
             "floor": lambda: client_floor(url, target),
             "hean": lambda: client_hean(url, target),
             "hean-async": lambda: client_hean(url, target, async_subscribers=True),
+            "hean-no-field-times": lambda: client_hean(url, target, field_times=False),
         }[kind]()
         wall, cpu = asyncio.run(coro)
     print(json.dumps({"kind": kind, "n": target - 1, "wall": wall, "cpu": cpu}))
@@ -273,7 +276,8 @@ def main() -> int:
         run_client(args.client, args.url, args.target, args.loop)
         return 0
 
-    kinds = ["floor", "hean", "hean-async"] + (["pybit"] if args.pybit else [])
+    kinds = ["floor", "hean", "hean-async", "hean-no-field-times"]
+    kinds += ["pybit"] if args.pybit else []
     total = args.messages + N_SYMBOLS
     server, url = start_server(args.messages, None)
     try:
@@ -311,11 +315,13 @@ def main() -> int:
         print(
             f"| {kind} | {rate:,.0f} | {med(fire[kind], 'cpu_us'):.2f} | {rate / floor_rate:.2f} |"
         )
-    pairs = [h["rate"] / f["rate"] for h, f in zip(fire["hean"], fire["floor"], strict=False)]
-    print(
-        f"\nhean / floor per run: {', '.join(f'{x:.2f}' for x in pairs)} "
-        f"(median {statistics.median(pairs):.2f}; goal >= 0.55)"
-    )
+    print()
+    for kind in ("hean", "hean-no-field-times"):
+        pairs = [h["rate"] / f["rate"] for h, f in zip(fire[kind], fire["floor"], strict=False)]
+        print(
+            f"{kind} / floor per run: {', '.join(f'{x:.2f}' for x in pairs)} "
+            f"(median {statistics.median(pairs):.2f}; goal >= 0.55)"
+        )
     print(
         f"\nPaced at {args.paced_rate:,.0f} msg/s for {args.paced_seconds:g}s, "
         f"median of {len(paced['floor'])}\n"

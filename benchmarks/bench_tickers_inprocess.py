@@ -33,7 +33,15 @@ READ = 600  # frames per socket read in the firehose
 
 # One piece removed from TickerCache.apply: (label, [(text, replacement), ...]).
 PIECES: list[tuple[str, list[tuple[str, str]]]] = [
-    ("per-field change times", [("        for key in data:\n            times[key] = now\n", "")]),
+    (
+        "per-field change times",
+        [
+            (
+                "            for key in data:\n                times[key] = now\n",
+                "            pass\n",
+            )
+        ],
+    ),
     ("merge into the cached fields", [("        fields |= data\n", "")]),
     (
         "float last/bid/ask",

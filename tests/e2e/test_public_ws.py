@@ -87,6 +87,30 @@ async def test_every_ticker_message_is_a_tick_and_merged_state_matches(
     await ws.disconnect()
 
 
+@pytest.mark.parametrize("field_times", [False, ["markPrice", "lastPrice"]])
+@pytest.mark.emulator(auto_tick=False)
+async def test_field_times_option_keeps_only_what_is_asked_and_merges_everything(
+    bus: EventBus, recorder: Recorder, emulator: Emulator, field_times: bool | list[str]
+) -> None:
+    ws = make_ws(bus, emulator, field_times=field_times)
+    await ws.connect(timeout=2)
+    await ws.subscribe_tickers(SYMBOLS)
+    await until(lambda: len(recorder.ticks()) == len(SYMBOLS))
+    for _ in range(20):
+        emulator.tick("linear", steps=10)
+        await asyncio.sleep(0)
+    [conn] = emulator.live_connections("linear")
+    sent = emulator.sent_by_topic(conn.conn_id)
+    await until(lambda: len(recorder.ticks()) == sum(sent[f"tickers.{s}"] for s in SYMBOLS))
+    allowed = set() if field_times is False else set(field_times)
+    for symbol in SYMBOLS:
+        ticker = ws.ticker(symbol)
+        assert ticker is not None
+        assert ticker.fields == emulator.ticker_truth("linear", symbol)
+        assert ticker.field_times.keys() == allowed  # the snapshot carried both
+    await ws.disconnect()
+
+
 @pytest.mark.emulator(auto_tick=False)
 async def test_most_deltas_carry_no_price_and_none_is_dropped(
     bus: EventBus, emulator: Emulator

@@ -234,3 +234,36 @@ def test_quiet_market_is_not_a_frozen_field() -> None:
         clock.advance(0.1)
         mon.observe(w, clock.monotonic())  # messages keep coming (e.g. volume fields)
         assert mon.check(clock.monotonic()) == []
+
+
+def test_a_watched_field_the_cache_does_not_track_is_reported_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A connection built with field_times limited to other fields cannot judge markPrice: the
+    monitor says so once per connection and field, and never calls it stale."""
+    from hean.exchange.bybit.protocol.codec import decode
+    from hean.exchange.bybit.state.tickers import TickerCache
+
+    caplog.set_level(logging.WARNING, "hean.health")
+    clock = ManualClock()
+    mon = StalenessMonitor(StalenessPolicy(fields={"markPrice": 1.0}))
+    mon.connection_state(CONN, True, clock.monotonic())
+    w = mon.watch(CONN, "tickers.ETHUSDT", clock.monotonic())
+    cache = TickerCache("linear", track_fields=("lastPrice",))
+    frame = (
+        b'{"topic":"tickers.ETHUSDT","type":"snapshot","data":{"lastPrice":"1","markPrice":"1"}}'
+    )
+    w.ticker = cache.apply(decode(frame), clock.monotonic())
+    actions: list[StaleAction] = []
+    for i in range(50):
+        clock.advance(0.1)
+        delta = b'{"topic":"tickers.ETHUSDT","type":"delta","data":{"lastPrice":"%d"}}' % (i + 2)
+        cache.apply(decode(delta), clock.monotonic())
+        mon.observe(w, clock.monotonic())
+        actions += mon.check(clock.monotonic())
+    assert reports(actions) == []
+    lines = [r.getMessage() for r in caplog.records if "does not track" in r.getMessage()]
+    assert lines == [
+        "staleness policy watches ticker field markPrice, but connection public/linear does "
+        "not track its change time (field_times): it cannot be judged there"
+    ]

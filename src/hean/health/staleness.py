@@ -285,6 +285,8 @@ class StalenessMonitor:
         self.policy = policy if policy is not None else StalenessPolicy()
         self._watches: dict[tuple[str, str], TopicWatch] = {}
         self._conns: dict[str, _Conn] = {}
+        self._untracked: set[tuple[str, str]] = set()
+        """(connection, field) pairs already reported as not tracked by the ticker cache."""
 
     # -- what is watched ----------------------------------------------------------------------
 
@@ -508,11 +510,29 @@ class StalenessMonitor:
         w.stale_since = w.stage_at = None
         return [self._event(w, StaleStatus.RECOVERED, lasted, now)]
 
+    def _report_untracked(self, w: TopicWatch, name: str) -> None:
+        """A policy field whose change time the connection does not keep: say so once."""
+        key = (w.connection, name)
+        if key in self._untracked:
+            return
+        self._untracked.add(key)
+        log.warning(
+            "staleness policy watches ticker field %s, but connection %s does not track its "
+            "change time (field_times): it cannot be judged there",
+            name,
+            w.connection,
+        )
+
     def _check_fields(self, w: TopicWatch, now: float, actions: list[StaleAction]) -> None:
+        policy = self.policy
+        tracks = getattr(w.ticker, "tracks", None)
+        if tracks is not None and getattr(w.ticker, "tracked", None) is not None:
+            for name in (policy.field_reference, *policy.fields):
+                if not tracks(name):
+                    self._report_untracked(w, name)
         times: Mapping[str, float] | None = getattr(w.ticker, "field_times", None)
         if not times:
             return
-        policy = self.policy
         ref = times.get(policy.field_reference)
         for name, thr in policy.fields.items():
             changed = times.get(name)

@@ -172,6 +172,9 @@ class BybitPublicWebSocket:
         book_resync_interval: minimum seconds between two resubscribes of one order book.
         connect_gate: awaited before every connection attempt (e.g. the hub's process-wide
             connection rate limit); see :class:`~hean.exchange.bybit.transport.WsConnection`.
+        field_times: keep the time each ticker field last changed: ``True`` (every field, the
+            default), ``False`` (none), or the names of the fields to track (what a per-field
+            staleness policy watches). Each tracked field a delta carries costs a dict store.
     """
 
     def __init__(
@@ -193,6 +196,7 @@ class BybitPublicWebSocket:
         rng: random.Random | None = None,
         book_resync_interval: float = BOOK_RESYNC_INTERVAL,
         connect_gate: Callable[[], Awaitable[None]] | None = None,
+        field_times: bool | Iterable[str] = True,
     ) -> None:
         self.category = validate_category(category)
         self.url = url if url is not None else public_url(category, testnet=testnet)
@@ -221,7 +225,10 @@ class BybitPublicWebSocket:
         self.unexpected_topics = 0
         self._publish = bus.publish
         self._publish_tick = self._publisher(EventType.TICK)
-        self.tickers = TickerCache(category, self._publish_tick, self._resync)
+        track: Iterable[str] | None = (
+            None if field_times is True else () if field_times is False else field_times
+        )
+        self.tickers = TickerCache(category, self._publish_tick, self._resync, track)
         self.books = OrderBookCache(category)
         self._publish_book = self._publisher(EventType.ORDERBOOK)
         self._publish_trade = self._publisher(EventType.TRADE)

@@ -132,3 +132,35 @@ def test_field_times_follow_each_read() -> None:
     assert state.field_times["lastPrice"] == first["lastPrice"] == 1.0
     assert state.field_age("markPrice", 4.5) == 1.5
     assert state.field_age("nope", 4.5) is None
+
+
+@pytest.mark.parametrize(
+    ("track", "expected"),
+    [
+        (None, {"symbol", "markPrice", "bid1Price", "lastPrice"}),
+        (("markPrice", "lastPrice"), {"markPrice", "lastPrice"}),
+        ((), set()),
+    ],
+)
+def test_track_fields_limits_which_change_times_are_kept(
+    track: tuple[str, ...] | None, expected: set[str]
+) -> None:
+    cache = TickerCache("linear", track_fields=track)
+    snap = b'{"topic":"tickers.X","type":"snapshot","data":{"symbol":"X","lastPrice":"1"}}'
+    cache.apply(decode(snap), 1.0)
+    delta = (
+        b'{"topic":"tickers.X","type":"delta",'
+        b'"data":{"symbol":"X","markPrice":"2","bid1Price":"3"}}'
+    )
+    state = cache.apply(decode(delta), 2.0)
+    assert set(state.field_times) == expected
+    # merging, prices and events do not depend on it
+    assert state.fields == {"symbol": "X", "lastPrice": "1", "markPrice": "2", "bid1Price": "3"}
+    assert (state.last_price, state.bid) == (1.0, 3.0)
+    assert state.tracks("markPrice") is (track is None or "markPrice" in track)
+    assert state.field_age("bid1Price", 3.0) == (1.0 if "bid1Price" in expected else None)
+
+
+def test_track_fields_rejects_a_bare_string() -> None:
+    with pytest.raises(TypeError, match="collection of field names"):
+        TickerCache("linear", track_fields="markPrice")

@@ -12,12 +12,14 @@ the fields it carries are current — but the ticker is flagged ``has_snapshot=F
 caller is told to resubscribe that topic once, to get a full snapshot.
 
 The time each field last changed is kept (monotonic seconds), so staleness can be judged per field
-(e.g. mark price frozen while last price moves).
+(e.g. mark price frozen while last price moves). That costs ~0.25 µs per delta (a store per field
+it carries, docs/benchmarks.md); a cache built with ``track_fields`` keeps times only for the
+fields named there (``()``: none), for consumers that never ask for the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from hean.core.events import TickEvent
@@ -42,7 +44,8 @@ class TickerState:
 
     Attributes:
         fields: every field as Bybit last sent it (strings, exactly as received).
-        field_times: monotonic time each field was last changed.
+        field_times: monotonic time each field was last changed (only the tracked fields when
+            the cache was built with ``track_fields``; see ``tracked``).
         last_price / bid / ask: floats parsed from the fields (``None`` until first sent).
         exchange_ts: exchange ``ts`` of the last message (Unix ms); ``cs`` its cross sequence.
         updated_at: monotonic time of the last message.
@@ -65,11 +68,16 @@ class TickerState:
         "snapshots",
         "symbol",
         "topic",
+        "tracked",
         "updated_at",
     )
 
-    def __init__(self, topic: str, symbol: str, category: str) -> None:
+    def __init__(
+        self, topic: str, symbol: str, category: str, tracked: frozenset[str] | None = None
+    ) -> None:
         self.topic = topic
+        self.tracked = tracked
+        """Fields whose change times are kept; ``None``: every field."""
         self.symbol = symbol
         self.category = category
         self.fields: dict[str, Any] = {}
@@ -90,8 +98,13 @@ class TickerState:
         """A field as Bybit sent it (e.g. ``"markPrice"``)."""
         return self.fields.get(name, default)
 
+    def tracks(self, name: str) -> bool:
+        """Whether ``name``'s change time is kept (see ``track_fields`` of the cache)."""
+        return self.tracked is None or name in self.tracked
+
     def field_age(self, name: str, now: float) -> float | None:
-        """Seconds since ``name`` last changed, or ``None`` if it was never received."""
+        """Seconds since ``name`` last changed, or ``None`` if it was never received (or its
+        change time is not tracked)."""
         changed = self.field_times.get(name)
         return None if changed is None else now - changed
 
@@ -114,6 +127,8 @@ class TickerCache:
         publish: called with a :class:`TickEvent` for every applied message (optional).
         on_resync: called with ``(topic, now)`` when a topic needs a fresh snapshot (a delta
             arrived before any snapshot); when set, ``needs_resync`` is cleared for the caller.
+        track_fields: keep change times only for these fields (``()``: none); ``None``, the
+            default, keeps them for every field.
     """
 
     __slots__ = (
@@ -127,6 +142,7 @@ class TickerCache:
         "category",
         "on_resync",
         "publish",
+        "tracked",
     )
 
     def __init__(
@@ -134,9 +150,13 @@ class TickerCache:
         category: str,
         publish: Callable[[TickEvent], None] | None = None,
         on_resync: Callable[[str, float], None] | None = None,
+        track_fields: Iterable[str] | None = None,
     ) -> None:
         if category not in _BID_ASK_KEYS:
             raise ValueError(f"unknown category {category!r}")
+        if isinstance(track_fields, str):
+            raise TypeError("track_fields must be a collection of field names, not one string")
+        self.tracked = None if track_fields is None else frozenset(track_fields)
         self.category = category
         self.publish: Callable[[TickEvent], None] = publish if publish is not None else _discard
         self.on_resync = on_resync
@@ -195,8 +215,14 @@ class TickerCache:
             fields = state.fields
             fields |= data
             times = state.field_times
-            for key in data:
-                times[key] = now
+            tracked = self.tracked
+            if tracked is None:
+                for key in data:
+                    times[key] = now
+            else:
+                for key in tracked:
+                    if key in data:
+                        times[key] = now
             state.updated_at = now
             state.deltas += 1
             if not state.has_snapshot:
@@ -250,9 +276,10 @@ class TickerCache:
         """A snapshot replaces the fields; a field's time moves only if its value changed."""
         times = state.field_times
         old = state.fields
+        tracked = self.tracked
         for key, value in data.items():
-            if old.get(key, times) != value:  # `times` is a sentinel that equals nothing
-                times[key] = now
+            if old.get(key, times) != value and (tracked is None or key in tracked):
+                times[key] = now  # `times` above: a sentinel that equals nothing
         state.fields = data  # the decoded dict is ours: no copy
         state.updated_at = now
         state.has_snapshot = True
@@ -271,7 +298,7 @@ class TickerCache:
 
     def _new_state(self, topic: str, data: dict[str, Any]) -> TickerState:
         symbol = topic[8:] if topic.startswith("tickers.") else str(data.get("symbol", topic))
-        state = TickerState(topic, symbol, self.category)
+        state = TickerState(topic, symbol, self.category, self.tracked)
         self.by_topic[topic] = state
         self.by_symbol[symbol] = state
         return state
