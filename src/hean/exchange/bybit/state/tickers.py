@@ -35,6 +35,10 @@ _BID_ASK_KEYS: dict[str, tuple[str, str]] = {
 }
 
 
+_MISSING: Any = object()
+"""A value no field has (a snapshot's field that was absent before counts as changed)."""
+
+
 def _discard(event: TickEvent) -> None:
     """The publisher of a cache nobody listens to."""
 
@@ -278,8 +282,8 @@ class TickerCache:
         old = state.fields
         tracked = self.tracked
         for key, value in data.items():
-            if old.get(key, times) != value and (tracked is None or key in tracked):
-                times[key] = now  # `times` above: a sentinel that equals nothing
+            if old.get(key, _MISSING) != value and (tracked is None or key in tracked):
+                times[key] = now
         state.fields = data  # the decoded dict is ours: no copy
         state.updated_at = now
         state.has_snapshot = True
