@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from typing import Any
 
@@ -13,7 +14,7 @@ from hean.core.lifecycle import ConnectionState
 from hean.emulator import Emulator
 from hean.emulator.market import MarketParams
 from hean.hub import StreamHub
-from tests.hub.conftest import FrameSpy, make_hub, until
+from tests.hub.conftest import FAST, FrameSpy, make_hub, until
 
 LINEAR = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT")
 
@@ -326,3 +327,19 @@ async def test_the_application_bus_sees_every_event_of_every_hub_connection(
     finally:
         await hub.close()
         await bus.stop()
+
+
+async def test_connection_options_choose_which_ticker_field_times_are_kept(
+    emulator: Emulator,
+) -> None:
+    hub = make_hub(emulator, options=dataclasses.replace(FAST, field_times=("lastPrice",)))
+    consumer = hub.consumer("strategy")
+    tickers: list[Any] = []
+    consumer.on_inline(EventType.TICK, lambda ev: tickers.append(ev.ticker))
+    await consumer.subscribe_tickers(["BTCUSDT"], category="linear")
+    await until(lambda: len(tickers) >= 5)
+    ticker = tickers[-1]
+    assert ticker.tracked == frozenset({"lastPrice"})
+    assert set(ticker.field_times) == {"lastPrice"}
+    assert "markPrice" in ticker.fields  # merging is not affected
+    await hub.close()

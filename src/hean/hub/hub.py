@@ -123,6 +123,9 @@ class ConnectionOptions:
     ack_timeout: float = 10.0
     max_message_size: int = DEFAULT_MAX_MESSAGE
     ssl_context: ssl.SSLContext | None = None
+    field_times: bool | tuple[str, ...] = True
+    """Which ticker fields keep change times: all, none, or these (per-field staleness needs
+    the ones its policy watches)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +366,7 @@ class StreamHub:
             ssl_context=opts.ssl_context,
             name=name,
             rng=random.Random(self.rng.random()),
+            field_times=opts.field_times,
             connect_gate=self._gate_for(ep.key.url, lambda: holder[0]),
         )
         shard = _Shard(shard_id, name, ws, dispatcher)
