@@ -25,6 +25,7 @@ import inspect
 import statistics
 import textwrap
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -91,7 +92,6 @@ async def main() -> None:
     from hean.emulator.firehose import firehose_symbols
     from hean.exchange.bybit import BybitPublicWebSocket
     from hean.exchange.bybit.protocol.codec import decode
-    from hean.exchange.bybit.state.tickers import TickerCache
 
     frames = payloads(args.messages)
     symbols = firehose_symbols("linear", N_SYMBOLS)
@@ -113,11 +113,22 @@ async def main() -> None:
     for fn in (count, last_price, spread):
         bus.subscribe(EventType.TICK, fn)
 
-    def pipeline(handler: Callable[[Any, Any], Any] | None, publish: bool) -> Callable[[], None]:
+    def pipeline(
+        handler: Callable[[Any, Any], Any] | None,
+        publish: bool,
+        apply: Callable[..., Any] | None = None,
+    ) -> Callable[[], None]:
+        """A fresh connection's receive loop: ``handler`` as the route, or the ticker cache's
+        ``apply`` (the real one, or a variant bound to this connection's cache)."""
         ws = BybitPublicWebSocket(bus, "linear", url="ws://127.0.0.1:9/v5/public/linear")
         if not publish:
             ws.tickers.publish = lambda ev: None
-        route = handler if handler is not None else ws.tickers.apply
+        if handler is not None:
+            route = handler
+        elif apply is not None:
+            route = types.MethodType(apply, ws.tickers)
+        else:
+            route = ws.tickers.apply
         for symbol in symbols:
             ws.session.routes[f"tickers.{symbol}"] = route
         receive = ws.session.receive
@@ -142,21 +153,9 @@ async def main() -> None:
         "merge": pipeline(None, publish=False),
         "full": pipeline(None, publish=True),
     }
-    real_apply = TickerCache.apply
-    variants = {label: variant(cuts) for label, cuts in PIECES} if args.pieces else {}
-
-    def with_apply(fn: Callable[..., Any]) -> Callable[[], None]:
-        def run() -> None:
-            TickerCache.apply = fn  # type: ignore[method-assign]
-            try:
-                pipeline(None, publish=True)()
-            finally:
-                TickerCache.apply = real_apply  # type: ignore[method-assign]
-
-        return run
-
-    for label, fn in variants.items():
-        stages[f"full without {label}"] = with_apply(fn)
+    if args.pieces:
+        for label, cuts in PIECES:
+            stages[f"full without {label}"] = pipeline(None, publish=True, apply=variant(cuts))
 
     results: dict[str, list[float]] = {name: [] for name in stages}
     for _ in range(args.repeats):
