@@ -27,7 +27,9 @@ if TYPE_CHECKING:  # annotations only: the exchange layer imports this module
 
 __all__ = [
     "PRIVATE_EVENT_TYPES",
+    "AccountSyncEvent",
     "AuthEvent",
+    "BackfillEvent",
     "ConnectionStateEvent",
     "EventType",
     "ExecutionEvent",
@@ -38,6 +40,7 @@ __all__ = [
     "OrderBookEvent",
     "OrderUpdateEvent",
     "PositionUpdateEvent",
+    "ReconciledEvent",
     "StaleStatus",
     "StalenessEvent",
     "SubscriptionEvent",
@@ -82,6 +85,13 @@ class EventType(enum.StrEnum):
     recovered: :class:`StalenessEvent` (published by :mod:`hean.health`)."""
     EXECUTION_QUALITY = "execution_quality"
     """Whether it is safe to trade changed: :class:`ExecutionQualityEvent` (:mod:`hean.health`)."""
+    RECONCILED = "reconciled"
+    """An account reconciliation run ended: :class:`ReconciledEvent` (:mod:`hean.account`)."""
+    ACCOUNT_SYNC = "account_sync"
+    """The account view went out of sync (a gap) or back in sync: :class:`AccountSyncEvent`."""
+    BACKFILL = "backfill"
+    """Public data missed during an outage was fetched over REST (or could not all be):
+    :class:`BackfillEvent`."""
 
 
 class TickEvent(msgspec.Struct, frozen=True, gc=False):
@@ -198,6 +208,9 @@ class TradeEvent(msgspec.Struct, frozen=True, gc=False):
     """Local monotonic time the frame was read (seconds)."""
     recv_wall_ms: int
     """Local wall time the frame was read (Unix ms)."""
+    backfilled: bool = False
+    """Fetched over REST after a reconnect (missed during the outage), not received live."""
+
 
 
 class KlineEvent(msgspec.Struct, frozen=True, gc=False):
@@ -215,6 +228,9 @@ class KlineEvent(msgspec.Struct, frozen=True, gc=False):
     """Local monotonic time the frame was read (seconds)."""
     recv_wall_ms: int
     """Local wall time the frame was read (Unix ms)."""
+    backfilled: bool = False
+    """Fetched over REST after a reconnect (missed during the outage), not received live."""
+
 
 
 class LiquidationEvent(msgspec.Struct, frozen=True, gc=False):
@@ -254,6 +270,10 @@ class OrderUpdateEvent(msgspec.Struct, frozen=True, gc=False):
     """Local monotonic time the frame was read (seconds)."""
     recv_wall_ms: int
     """Local wall time the frame was read (Unix ms)."""
+    reconciled: bool = False
+    """Learned from REST by :class:`~hean.account.Account` while reconciling (not from the
+    stream): what changed while the private link was down, or at start-up."""
+
 
 
 class ExecutionEvent(msgspec.Struct, frozen=True, gc=False):
@@ -273,6 +293,10 @@ class ExecutionEvent(msgspec.Struct, frozen=True, gc=False):
     """``creationTime``, Unix ms."""
     recv_time: float
     recv_wall_ms: int
+    reconciled: bool = False
+    """Learned from REST by :class:`~hean.account.Account` while reconciling (not from the
+    stream): what changed while the private link was down, or at start-up."""
+
 
 
 class PositionUpdateEvent(msgspec.Struct, frozen=True, gc=False):
@@ -286,6 +310,10 @@ class PositionUpdateEvent(msgspec.Struct, frozen=True, gc=False):
     creation_time: int
     recv_time: float
     recv_wall_ms: int
+    reconciled: bool = False
+    """Learned from REST by :class:`~hean.account.Account` while reconciling (not from the
+    stream): what changed while the private link was down, or at start-up."""
+
 
 
 class WalletUpdateEvent(msgspec.Struct, frozen=True, gc=False):
@@ -298,6 +326,10 @@ class WalletUpdateEvent(msgspec.Struct, frozen=True, gc=False):
     creation_time: int
     recv_time: float
     recv_wall_ms: int
+    reconciled: bool = False
+    """Learned from REST by :class:`~hean.account.Account` while reconciling (not from the
+    stream): what changed while the private link was down, or at start-up."""
+
 
 
 class AuthEvent(msgspec.Struct, frozen=True):
@@ -404,3 +436,75 @@ class ExecutionQualityEvent(msgspec.Struct, frozen=True):
     """Worst last exchange-to-local lag over the required topics, seconds."""
     since: float
     """Monotonic time of this change."""
+
+
+class ReconciledEvent(msgspec.Struct, frozen=True):
+    """One account reconciliation run ended (see ``docs/account.md``).
+
+    Every change it learned was published before this event as the normal typed event with
+    ``reconciled=True``; the counts here say how many.
+    """
+
+    account: str
+    """Label of the account (e.g. ``account``)."""
+    trigger: str
+    """What started the run: ``start``, ``gap``, ``manual`` or ``timer``."""
+    ok: bool
+    """The run completed; when ``False`` the account stays out of sync and ``error`` says why
+    (another run is scheduled)."""
+    error: str | None
+    started: float
+    """Monotonic time the run started."""
+    duration: float
+    """Seconds from start to end."""
+    rest_calls: int
+    """REST requests the run made (pages included)."""
+    orders_changed: int
+    """Orders whose state REST changed (new, filled, cancelled, amended while unseen)."""
+    orders_closed: int
+    """Of those, orders held as open that were found closed."""
+    external_orders: int
+    """Orders found that no local code placed."""
+    executions_new: int
+    """Executions learned from REST that the stream had not delivered."""
+    positions_changed: int
+    wallet_changed: bool
+    buffered: int
+    """Stream events held during the run and released after it (de-duplicated)."""
+    gap_since_wall_ms: int | None
+    """Start of the window the run covered (Unix ms), when it followed a gap."""
+
+
+class AccountSyncEvent(msgspec.Struct, frozen=True):
+    """The account view's trust changed: ``in_sync`` is ``False`` from a private gap (or before
+    the first snapshot) until the reconciliation that follows completes."""
+
+    account: str
+    in_sync: bool
+    reason: str
+    """``gap``, ``start``, ``reconciled``, ``reconcile_failed``, ``stopped`` ..."""
+    time: float
+
+
+class BackfillEvent(msgspec.Struct, frozen=True):
+    """What a public backfill after a reconnect recovered for ``topic``.
+
+    ``complete`` is ``False`` when more was missed than the REST endpoint keeps (e.g. more than
+    1,000 trades): ``missing_from_ms``..``missing_to_ms`` then bounds what is lost for good.
+    """
+
+    connection: str
+    topic: str
+    recovered: int
+    """Trades (or confirmed klines) published with ``backfilled=True``."""
+    duplicates: int
+    """Fetched items already received live (dropped)."""
+    complete: bool
+    reason: str
+    """``ok``, ``truncated`` (the endpoint's limit was reached), ``error: ...``."""
+    gap_from_ms: int | None
+    gap_to_ms: int | None
+    missing_from_ms: int | None
+    missing_to_ms: int | None
+    rest_calls: int
+    time: float
