@@ -177,6 +177,7 @@ class AuthenticatedStream:
         rng: random.Random | None,
         ping_req_id: bool,
         report_gaps: bool,
+        clock_offset: ClockOffset | None = None,
     ) -> None:
         if not url.startswith(("ws://", "wss://")):
             raise ValueError(f"url must start with ws:// or wss://, got {url!r}")
@@ -185,7 +186,9 @@ class AuthenticatedStream:
         self.url = with_max_active_time(url, max_active_time)
         self.bus = bus
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.clock_offset = ClockOffset()
+        self.clock_offset = clock_offset if clock_offset is not None else ClockOffset()
+        """``server - local`` clock offset; pass one ``ClockOffset`` to several clients (REST,
+        private, trade) to share what each of them measures."""
         self.authenticator = Authenticator(
             self._key,
             self._secret,
@@ -418,6 +421,10 @@ class BybitPrivateWebSocket(AuthenticatedStream):
         ssl_context: TLS settings for ``wss://`` (always verifying; pass one with your own CA).
         name: label for logs/events/metrics (default ``private``).
         rng: random source for jitter.
+        clock_offset: a :class:`~hean.exchange.bybit.protocol.auth.ClockOffset` shared with
+            other clients (e.g. ``BybitRestClient.clock_offset``, measured from
+            ``/v5/market/time``); auth ``expires`` is corrected by its estimate. Default: a
+            new one of this connection's own (fed by its pongs).
     """
 
     kind: ClassVar[Literal["private", "trade"]] = "private"
@@ -444,6 +451,7 @@ class BybitPrivateWebSocket(AuthenticatedStream):
         ssl_context: ssl.SSLContext | None = None,
         name: str | None = None,
         rng: random.Random | None = None,
+        clock_offset: ClockOffset | None = None,
     ) -> None:
         super().__init__(
             bus,
@@ -466,6 +474,7 @@ class BybitPrivateWebSocket(AuthenticatedStream):
             rng=rng,
             ping_req_id=True,
             report_gaps=True,
+            clock_offset=clock_offset,
         )
         self._bus: EventSink = bus
         self.unexpected_topics = 0

@@ -47,7 +47,7 @@ from hean.core.config import Settings
 from hean.core.lifecycle import ConnectionState
 from hean.core.secrets import Secret
 from hean.exchange.bybit.endpoints import CATEGORIES, trade_url
-from hean.exchange.bybit.protocol.auth import DEFAULT_WINDOW_MS
+from hean.exchange.bybit.protocol.auth import DEFAULT_WINDOW_MS, ClockOffset
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
 from hean.exchange.bybit.protocol.codec import Frame
 from hean.exchange.bybit.protocol.session import Send
@@ -150,6 +150,9 @@ class BybitTradeWebSocket(AuthenticatedStream):
         name: label for logs/events (default ``trade``).
         rng: random source for jitter.
         req_prefix: prefix of generated ``reqId`` values (default ``hean-<8 random hex>-``).
+        clock_offset: a :class:`~hean.exchange.bybit.protocol.auth.ClockOffset` shared with
+            other clients (e.g. ``BybitRestClient.clock_offset``); auth ``expires`` and
+            ``X-BAPI-TIMESTAMP`` are corrected by its estimate. Default: this connection's own.
     """
 
     kind: ClassVar[Literal["private", "trade"]] = "trade"
@@ -179,6 +182,7 @@ class BybitTradeWebSocket(AuthenticatedStream):
         name: str | None = None,
         rng: random.Random | None = None,
         req_prefix: str | None = None,
+        clock_offset: ClockOffset | None = None,
     ) -> None:
         super().__init__(
             bus,
@@ -201,6 +205,7 @@ class BybitTradeWebSocket(AuthenticatedStream):
             rng=rng,
             ping_req_id=False,
             report_gaps=False,
+            clock_offset=clock_offset,
         )
         self.requests = TradeRequests(
             self._on_outcome,
