@@ -367,3 +367,58 @@ async def test_trade_stream_under_client_clock_skew(emu: Emulator) -> None:
     )  # fmt: skip
     assert ack.ok
     await client.disconnect()
+
+
+async def test_instrument_rules_checked_before_sending(emu: Emulator) -> None:
+    from hean.exchange.bybit.instruments import InstrumentRegistry, OrderRuleError
+    from tests.exchange.bybit.test_instruments import _items
+
+    category, items = _items("linear")  # BTCUSDT: tick 0.10, step 0.001, as the emulator lists
+
+    async def loader(cat: str) -> list[dict[str, Any]]:
+        assert cat == category
+        return items
+
+    client = make_trade(emu, instruments=InstrumentRegistry(loader))
+    await client.connect(timeout=ms(3000))
+    try:
+        bad = {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "order_type": "Limit"}
+        with pytest.raises(OrderRuleError) as err:
+            await client.create_order(**bad, qty="0.001", price="10000.05")
+        assert err.value.rule == "tick_size"
+        with pytest.raises(OrderRuleError) as err:
+            await client.create_order(**bad, qty="0.0005", price="10000")
+        assert err.value.rule == "qty_step"
+        with pytest.raises(OrderRuleError) as err:
+            await client.create_orders(
+                "linear",
+                [
+                    {
+                        "symbol": "BTCUSDT",
+                        "side": "Buy",
+                        "orderType": "Limit",
+                        "qty": "0.001",
+                        "price": "10000",
+                    },
+                    {
+                        "symbol": "BTCUSDT",
+                        "side": "Buy",
+                        "orderType": "Limit",
+                        "qty": "0.001",
+                        "price": "1000",
+                    },
+                ],
+            )
+        assert err.value.rule == "min_notional" and "batch order 1" in str(err.value)
+        assert client.request_stats.sent == 0  # nothing reached the exchange
+        assert emu.account(KEY).open_orders == []
+        ok = await client.create_order(**bad, qty="0.001", price="10000.1")
+        assert ok.ok and client.request_stats.sent == 1
+        with pytest.raises(OrderRuleError) as err:
+            await client.amend_order(
+                category="linear", symbol="BTCUSDT", order_id=ok.order_id, price="10000.15"
+            )
+        assert err.value.rule == "tick_size" and client.request_stats.sent == 1
+        await client.cancel_order(category="linear", symbol="BTCUSDT", order_id=ok.order_id)
+    finally:
+        await client.disconnect()

@@ -232,3 +232,19 @@ async def test_registry_cached_check_from_sync_code() -> None:
 def test_registry_needs_a_source() -> None:
     with pytest.raises(TypeError):
         InstrumentRegistry()
+
+
+def test_check_request_uses_api_field_names() -> None:
+    inst = _one("linear")
+    args = {"side": "Buy", "orderType": "Limit", "qty": "0.001", "price": "30000"}
+    inst.check_request("create", args)
+    with pytest.raises(OrderRuleError) as err:
+        inst.check_request("create", {**args, "triggerPrice": "30000.01"})
+    assert err.value.rule == "tick_size"
+    inst.check_request("create", {**args, "qty": "0", "reduceOnly": True, "orderType": "Market"})
+    inst.check_request("cancel", {"qty": "nonsense"})  # only create and amend are judged
+    inst.check_request("amend", {"price": "30000.1"})
+    for change, rule in (({"qty": "0.0001"}, "qty_step"), ({"qty": "5000"}, "max_qty")):
+        with pytest.raises(OrderRuleError) as err:
+            inst.check_request("amend", change)
+        assert err.value.rule == rule

@@ -73,6 +73,8 @@ class OrderRuleError(ValueError):
         self.rule = rule
         self.category = category
         self.symbol = symbol
+        self.detail = message
+        """What is wrong, without the symbol and rule."""
 
 
 class UnknownInstrumentError(KeyError):
@@ -297,6 +299,56 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
                     f"{self.min_notional}",
                 )
 
+    def check_amend(
+        self, qty: object = None, price: object = None, trigger_price: object = None
+    ) -> None:
+        """Check the new values of an amend (those given).
+
+        Raises:
+            OrderRuleError: a rule is broken.
+        """
+        if price is not None:
+            self.check_price(price)
+        if trigger_price is not None:
+            self.check_price(trigger_price)
+        if qty is None:
+            return
+        amount = to_decimal(qty)
+        if amount is None or amount <= 0:
+            raise self._fail("qty", f"qty {qty!r} is not a positive number")
+        if self.qty_step is not None and not _multiple(amount, self.qty_step):
+            raise self._fail(
+                "qty_step", f"qty {amount} is not a multiple of the step {self.qty_step}"
+            )
+        if self.min_qty is not None and amount < self.min_qty:
+            raise self._fail("min_qty", f"qty {amount} is below the minimum {self.min_qty}")
+        if self.max_qty is not None and amount > self.max_qty:
+            raise self._fail("max_qty", f"qty {amount} is above the limit maximum {self.max_qty}")
+
+    def check_request(self, op: str, args: Mapping[str, Any]) -> None:
+        """Check one order of an API request (``args`` with Bybit's field names, as sent on
+        REST or the trade stream): ``op`` is ``create`` or ``amend``; others are not checked.
+
+        Raises:
+            OrderRuleError: a rule is broken.
+        """
+        if op == "create":
+            self.check_order(
+                str(args.get("side") or ""),
+                str(args.get("orderType") or ""),
+                args.get("qty"),
+                args.get("price"),
+                reduce_only=args.get("reduceOnly") is True,
+                market_unit=args.get("marketUnit")
+                if isinstance(args.get("marketUnit"), str)
+                else None,
+            )
+            trigger = args.get("triggerPrice")
+            if trigger not in (None, ""):
+                self.check_price(trigger)
+        elif op == "amend":
+            self.check_amend(args.get("qty"), args.get("price"), args.get("triggerPrice"))
+
 
 Loader = Callable[[str], Awaitable[Iterable[Mapping[str, Any]]]]
 """``await loader(category)`` -> the raw ``instruments-info`` items of the whole category."""
@@ -405,6 +457,35 @@ class InstrumentRegistry:
         """
         inst = await self.get(category, symbol)
         inst.check_order(side, order_type, qty, price, **kwargs)
+
+    async def check_request(
+        self,
+        op: str,
+        category: str,
+        args: Mapping[str, Any] | None = None,
+        orders: Iterable[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Check an order-entry request before it is sent: one order (``args``: ``symbol`` and
+        the API fields) or a batch (``orders``, each with its ``symbol``). ``op``: ``create`` or
+        ``amend`` (anything else passes). A batch names the failing order's index.
+
+        Raises:
+            OrderRuleError: a rule is broken (nothing should be sent).
+            UnknownInstrumentError: a symbol is not listed.
+        """
+        if op not in ("create", "amend"):
+            return
+        if args is not None:
+            inst = await self.get(category, str(args.get("symbol") or ""))
+            inst.check_request(op, args)
+        for i, order in enumerate(orders or ()):
+            inst = await self.get(category, str(order.get("symbol") or ""))
+            try:
+                inst.check_request(op, order)
+            except OrderRuleError as exc:
+                raise OrderRuleError(
+                    exc.rule, exc.category, exc.symbol, f"batch order {i}: {exc.detail}"
+                ) from None
 
     def check_order_cached(
         self,

@@ -47,6 +47,7 @@ from hean.core.config import Settings
 from hean.core.lifecycle import ConnectionState
 from hean.core.secrets import Secret
 from hean.exchange.bybit.endpoints import CATEGORIES, trade_url
+from hean.exchange.bybit.instruments import InstrumentRegistry
 from hean.exchange.bybit.protocol.auth import DEFAULT_WINDOW_MS, ClockOffset
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
 from hean.exchange.bybit.protocol.codec import Frame
@@ -153,6 +154,10 @@ class BybitTradeWebSocket(AuthenticatedStream):
         clock_offset: a :class:`~hean.exchange.bybit.protocol.auth.ClockOffset` shared with
             other clients (e.g. ``BybitRestClient.clock_offset``); auth ``expires`` and
             ``X-BAPI-TIMESTAMP`` are corrected by its estimate. Default: this connection's own.
+        instruments: an :class:`~hean.exchange.bybit.instruments.InstrumentRegistry`: creates,
+            amends and batches are checked against the symbol's tick size, lot step, limits and
+            status before they are sent; an order Bybit would refuse raises
+            :class:`~hean.exchange.bybit.instruments.OrderRuleError` (naming the rule) instead.
     """
 
     kind: ClassVar[Literal["private", "trade"]] = "trade"
@@ -183,6 +188,7 @@ class BybitTradeWebSocket(AuthenticatedStream):
         rng: random.Random | None = None,
         req_prefix: str | None = None,
         clock_offset: ClockOffset | None = None,
+        instruments: InstrumentRegistry | None = None,
     ) -> None:
         super().__init__(
             bus,
@@ -217,6 +223,8 @@ class BybitTradeWebSocket(AuthenticatedStream):
             req_prefix=req_prefix,
         )
         self._futures: dict[str, asyncio.Future[TradeResponse]] = {}
+        self.instruments = instruments
+        """The instrument registry orders are checked against before sending (or ``None``)."""
         self._restart_check_scheduled = False
         self.session.on_response = self._on_response
         self.session.timers.append(_RequestTimer(self))
@@ -291,6 +299,8 @@ class BybitTradeWebSocket(AuthenticatedStream):
         _put(args, "orderLinkId", order_link_id)
         _put(args, "reduceOnly", reduce_only)
         args.update(extra)
+        if self.instruments is not None:
+            await self.instruments.check_request("create", args["category"], args)
         return await self.request("order.create", _numbers(args), timeout=timeout, req_id=req_id)
 
     async def amend_order(
@@ -317,6 +327,8 @@ class BybitTradeWebSocket(AuthenticatedStream):
         _put(args, "price", price)
         _put(args, "triggerPrice", trigger_price)
         args.update(extra)
+        if self.instruments is not None:
+            await self.instruments.check_request("amend", args["category"], args)
         return await self.request("order.amend", _numbers(args), timeout=timeout, req_id=req_id)
 
     async def cancel_order(
@@ -401,6 +413,10 @@ class BybitTradeWebSocket(AuthenticatedStream):
             if not isinstance(order, Mapping):
                 raise TypeError(f"order {i} must be a mapping, not {type(order).__name__}")
             request.append(_numbers(dict(order)))
+        if self.instruments is not None:
+            await self.instruments.check_request(
+                op.split(".")[1].split("-")[0], category, orders=orders
+            )
         args = {"category": category, "request": request}
         return await self.request(op, args, timeout=timeout, req_id=req_id)
 
