@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from hean.core.clock import Clock, SystemClock
 from hean.core.events import EventType
 from hean.core.lifecycle import ConnectionState
+from hean.exchange.bybit.backfill import PublicBackfill
 from hean.exchange.bybit.endpoints import max_args_per_request, public_url, validate_category
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
 from hean.exchange.bybit.protocol.codec import Frame
@@ -175,6 +176,11 @@ class BybitPublicWebSocket:
         field_times: keep the time each ticker field last changed: ``True`` (every field, the
             default), ``False`` (none), or the names of the fields to track (what a per-field
             staleness policy watches). Each tracked field a delta carries costs a dict store.
+        rest: a :class:`~hean.exchange.bybit.rest.BybitRestClient`: after every reconnect the
+            trades and closed candles missed while down are fetched over REST and published
+            with ``backfilled=True``, then a :class:`~hean.core.events.BackfillEvent` says what
+            was recovered (see :mod:`hean.exchange.bybit.backfill`). With it, the connection
+            also publishes a :class:`~hean.core.events.GapEvent` per topic after a reconnect.
     """
 
     def __init__(
@@ -197,6 +203,7 @@ class BybitPublicWebSocket:
         book_resync_interval: float = BOOK_RESYNC_INTERVAL,
         connect_gate: Callable[[], Awaitable[None]] | None = None,
         field_times: bool | Iterable[str] = True,
+        rest: Any | None = None,
     ) -> None:
         self.category = validate_category(category)
         self.url = url if url is not None else public_url(category, testnet=testnet)
@@ -211,8 +218,9 @@ class BybitPublicWebSocket:
             backoff=backoff if backoff is not None else BackoffPolicy(),
             ack_timeout=ack_timeout,
             max_args_per_request=max_args_per_request(category),
+            report_gaps=rest is not None,
         )
-        self.session = Session(config, self._on_data, rng=rng)
+        self.session = Session(config, self._on_data, rng=rng, wall_ms=self._wall_ms)
         self.connection = WsConnection(
             self.session,
             self._publish_control,
@@ -234,6 +242,10 @@ class BybitPublicWebSocket:
         self._publish_trade = self._publisher(EventType.TRADE)
         self._publish_kline = self._publisher(EventType.KLINE)
         self._publish_liquidation = self._publisher(EventType.LIQUIDATION)
+        self.backfill: PublicBackfill | None = None
+        """Trade/kline backfill after reconnects (when ``rest`` was given)."""
+        if rest is not None:
+            self.backfill = PublicBackfill(rest, self.category, bus.publish, self.clock, self.name)
         self._book_resync_sent: dict[str, float] = {}
         self._book_resync_due: dict[str, float] = {}
         self.book_resyncs = 0
@@ -275,6 +287,8 @@ class BybitPublicWebSocket:
         """Close the connection for good (wins over any pending reconnect)."""
         await self.connection.stop()
         self._live.clear()
+        if self.backfill is not None:
+            await self.backfill.close()
 
     def recycle(self, reason: str = "recycled") -> None:
         """Drop the live connection now and reconnect through the normal backoff.
@@ -406,6 +420,10 @@ class BybitPublicWebSocket:
                 self._live.set()
             else:
                 self._live.clear()
+        elif event_type is EventType.GAP and self.backfill is not None:
+            self._publish(event_type, event)
+            self.backfill.on_gap(event)
+            return
         self._publish(event_type, event)
 
     def _publisher(self, event_type: EventType) -> Callable[[Any], None]:
@@ -483,10 +501,16 @@ class BybitPublicWebSocket:
         )
 
     def _on_trade(self, frame: Frame, now: float) -> None:
-        self._publish_trade(trade_event(frame, self.category, now, self._wall_ms(now)))
+        event = trade_event(frame, self.category, now, self._wall_ms(now))
+        if self.backfill is not None:
+            self.backfill.observe_trades(event)
+        self._publish_trade(event)
 
     def _on_kline(self, frame: Frame, now: float) -> None:
-        self._publish_kline(kline_event(frame, self.category, now, self._wall_ms(now)))
+        event = kline_event(frame, self.category, now, self._wall_ms(now))
+        if self.backfill is not None:
+            self.backfill.observe_klines(event)
+        self._publish_kline(event)
 
     def _on_liquidation(self, frame: Frame, now: float) -> None:
         self._publish_liquidation(liquidation_event(frame, self.category, now, self._wall_ms(now)))
