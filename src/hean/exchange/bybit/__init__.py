@@ -1,4 +1,4 @@
-"""Bybit V5 WebSocket clients."""
+"""Bybit V5 clients: WebSockets (public, private, trade) and REST."""
 
 from hean.exchange.bybit.protocol.auth import AuthError, AuthFailure, AuthReason
 from hean.exchange.bybit.protocol.trade import (
@@ -16,6 +16,19 @@ from hean.exchange.bybit.protocol.trade import (
     TradeTimestampError,
     TradeUnknownOrder,
 )
+from hean.exchange.bybit.rest import (
+    BybitRestClient,
+    RestAuthError,
+    RestBusinessError,
+    RestError,
+    RestParamsError,
+    RestPermissionError,
+    RestRateLimitError,
+    RestResponse,
+    RestServerError,
+    RestTimestampError,
+    RestTransportError,
+)
 from hean.exchange.bybit.ws_private import AuthState, BybitPrivateWebSocket
 from hean.exchange.bybit.ws_public import BybitPublicWebSocket, ConnectError, ConnectionStats
 from hean.exchange.bybit.ws_trade import BybitTradeWebSocket
@@ -28,9 +41,20 @@ __all__ = [
     "BatchResult",
     "BybitPrivateWebSocket",
     "BybitPublicWebSocket",
+    "BybitRestClient",
     "BybitTradeWebSocket",
     "ConnectError",
     "ConnectionStats",
+    "RestAuthError",
+    "RestBusinessError",
+    "RestError",
+    "RestParamsError",
+    "RestPermissionError",
+    "RestRateLimitError",
+    "RestResponse",
+    "RestServerError",
+    "RestTimestampError",
+    "RestTransportError",
     "TradeConnectionLost",
     "TradeDuplicateRequest",
     "TradeError",
