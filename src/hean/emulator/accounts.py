@@ -101,7 +101,10 @@ def settle_coin(spec: InstrumentSpec) -> str:
     if spec.category == "option":
         parts = spec.symbol.split("-")
         return parts[4] if len(parts) == 5 else "USDC"
-    quote = spec.symbol[len(spec.base) :]
+    root, dash, _ = spec.symbol.partition("-")
+    quote = root[len(spec.base) :]
+    if dash and not quote:  # BTC-26DEC25: a USDC future
+        return "USDC"
     return quote or "USDT"
 
 
@@ -124,6 +127,7 @@ class AccountConfig:
         taker_fee: fee rate of taker fills on linear / inverse / option.
         maker_fee: fee rate of maker fills on linear / inverse / option.
         spot_fee: fee rate of spot fills (taker and maker).
+        read_only: a read-only key: REST order entry answers 10005 (permission denied).
     """
 
     api_key: str = DEFAULT_API_KEY
@@ -134,6 +138,7 @@ class AccountConfig:
     taker_fee: str = "0.00055"
     maker_fee: str = "0.0002"
     spot_fee: str = "0.001"
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         for name in ("api_key", "api_secret"):
@@ -159,6 +164,8 @@ class AccountConfig:
             raise ValueError(f"leverage must be an int, got {self.leverage!r}")
         if not 1 <= self.leverage <= 100:
             raise ValueError(f"leverage must be 1..100, got {self.leverage!r}")
+        if not isinstance(self.read_only, bool):
+            raise ValueError(f"read_only must be a bool, got {self.read_only!r}")
         for name in ("taker_fee", "maker_fee", "spot_fee"):
             rate = dec(getattr(self, name), name)
             if not 0 <= rate < 1:
@@ -380,11 +387,19 @@ class Account:
         """``orderLinkId`` -> ``orderId`` of open orders."""
         self.positions: dict[tuple[str, str], PositionState] = {}
         self.executions: deque[dict[str, object]] = deque(maxlen=_HISTORY)
+        self.executions_total = 0
+        """Executions booked so far (``executions[i]`` is number
+        ``executions_total - len(executions) + i``, counting from 0)."""
 
     def __repr__(self) -> str:
         return f"Account(uid={self.uid}, api_key={self.api_key!r})"
 
     # -- orders -------------------------------------------------------------------------------
+
+    def add_execution(self, item: dict[str, object]) -> None:
+        """Book one ``execution`` stream item."""
+        self.executions.append(item)
+        self.executions_total += 1
 
     def add_order(self, order: UserOrder) -> None:
         """Record a new order (:meth:`settle_order` files it as open once it rests)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+from collections import deque
 from dataclasses import dataclass
 
 __all__ = ["INTERVALS", "Candle", "CandleSet", "interval_bounds"]
@@ -27,6 +28,8 @@ _MINUTES: dict[str, int] = {
 }
 _MINUTE_MS = 60_000
 _MONDAY_OFFSET_MS = 4 * 86_400_000  # 1970-01-05 was the first Monday
+#: closed candles kept per interval (what the REST ``/v5/market/kline`` can serve)
+HISTORY = 1000
 
 
 def interval_bounds(interval: str, ts: int, time_scale: float = 1.0) -> tuple[int, int]:
@@ -67,14 +70,16 @@ class Candle:
 
 
 class CandleSet:
-    """The current candle of every interval for one symbol, plus the last closed one of each."""
+    """The current candle of every interval for one symbol, plus the closed ones of each (the
+    last in :attr:`closed`, the most recent :data:`HISTORY` in :attr:`history`, oldest first)."""
 
-    __slots__ = ("_scale", "closed", "closed_count", "current")
+    __slots__ = ("_scale", "closed", "closed_count", "current", "history")
 
     def __init__(self, price: int, now_ms: int, time_scale: float = 1.0) -> None:
         self._scale = time_scale
         self.current: dict[str, Candle] = {}
         self.closed: dict[str, Candle] = {}
+        self.history: dict[str, deque[Candle]] = {i: deque(maxlen=HISTORY) for i in INTERVALS}
         #: how many candles of each interval have closed so far
         self.closed_count: dict[str, int] = dict.fromkeys(INTERVALS, 0)
         for interval in INTERVALS:
@@ -83,6 +88,10 @@ class CandleSet:
                 interval, start, end, price, price, price, price, 0, 0, now_ms
             )
 
+    @property
+    def time_scale(self) -> float:
+        return self._scale
+
     def roll(self, now_ms: int) -> None:
         """Close every candle whose interval ended before ``now_ms`` and open the next."""
         for interval, candle in self.current.items():
@@ -90,6 +99,7 @@ class CandleSet:
                 continue
             self.closed[interval] = candle
             self.closed_count[interval] += 1
+            self.history[interval].append(candle)
             start, end = interval_bounds(interval, now_ms, self._scale)
             price = candle.close
             self.current[interval] = Candle(

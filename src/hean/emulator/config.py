@@ -118,6 +118,19 @@ class EmulatorConfig:
         clock_skew_ms: the server clock's offset from the emulator's clock in ms, for auth
             ``expires``, trade timestamps, pongs and ``Timenow`` (simulates a client whose
             clock is off by ``-clock_skew_ms``); changeable at run time.
+        rest: serve the REST API (:mod:`hean.emulator.rest`) on its own port.
+        rest_port: TCP port of the REST API; 0 picks a free one (read it back from
+            :meth:`Emulator.rest_url`).
+        rest_page_size: largest page the paginated REST endpoints return, whatever ``limit``
+            asks for (tests: e.g. 2 forces several pages); ``None`` = Bybit's maximum per
+            endpoint.
+        rest_history_lag: seconds during which a just-closed order is not yet listed by
+            ``/v5/order/history`` (Bybit's history lags the streams).
+        rest_rate_scale: multiplies every per-UID REST quota of rest.md §3.2 (rounded, at
+            least 1 per second): e.g. 0.2 makes ``/v5/order/create`` allow 2 per second.
+        rest_rate_limits: per-path overrides of the per-UID quota (requests, or orders for
+            ``create-batch``, per rolling second), e.g. ``{"/v5/order/realtime": 3}``; applied
+            after ``rest_rate_scale``.
     """
 
     host: str = "127.0.0.1"
@@ -149,6 +162,12 @@ class EmulatorConfig:
     ack_latency: float = 0.01
     trade_rate_limit: int = 10
     clock_skew_ms: int = 0
+    rest: bool = True
+    rest_port: int = 0
+    rest_page_size: int | None = None
+    rest_history_lag: float = 0.0
+    rest_rate_scale: float = 1.0
+    rest_rate_limits: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -245,10 +264,43 @@ class EmulatorConfig:
                 raise ValueError(f"{name} must be an int, got {value!r}")
         if self.trade_rate_limit < 1:
             raise ValueError(f"trade_rate_limit must be >= 1, got {self.trade_rate_limit!r}")
+        self._check_rest()
         for name in ("max_frame_size", "max_write_buffer"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
                 raise ValueError(f"{name} must be an int >= 1024 bytes, got {value!r}")
+
+    def _check_rest(self) -> None:
+        if not isinstance(self.rest, bool):
+            raise ValueError(f"rest must be a bool, got {self.rest!r}")
+        if (
+            isinstance(self.rest_port, bool)
+            or not isinstance(self.rest_port, int)
+            or not 0 <= self.rest_port <= 65535
+        ):
+            raise ValueError(f"rest_port must be an int in 0..65535, got {self.rest_port!r}")
+        if self.rest_port and self.rest_port == self.port:
+            raise ValueError("rest_port must differ from port (the REST API has its own port)")
+        if self.rest_page_size is not None and (
+            isinstance(self.rest_page_size, bool)
+            or not isinstance(self.rest_page_size, int)
+            or self.rest_page_size < 1
+        ):
+            raise ValueError(
+                f"rest_page_size must be an int >= 1 or None, got {self.rest_page_size!r}"
+            )
+        _check_seconds("rest_history_lag", self.rest_history_lag, allow_zero=True)
+        _check_seconds("rest_rate_scale", self.rest_rate_scale)
+        if not isinstance(self.rest_rate_limits, Mapping):
+            raise ValueError("rest_rate_limits must be a mapping path -> requests per second")
+        limits: dict[str, int] = {}
+        for path, value in self.rest_rate_limits.items():
+            if not isinstance(path, str) or not path.startswith("/v5/"):
+                raise ValueError(f"rest_rate_limits: bad path {path!r} (e.g. '/v5/order/create')")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"rest_rate_limits[{path!r}] must be an int >= 1, got {value!r}")
+            limits[path] = value
+        object.__setattr__(self, "rest_rate_limits", limits)
 
     @property
     def control_enabled(self) -> bool:

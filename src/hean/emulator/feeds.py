@@ -114,6 +114,7 @@ class CategoryFeed:
         self.klines: dict[str, KlinePublisher] = {}
         self.liquidations: dict[str, LiquidationPublisher] = {}
         self._u: dict[str, int] = {}  # u of book topics nobody listens to right now
+        self._idle_versions: dict[str, int] = {}  # book version when an idle u was last read
         #: priceLimit / insurance / adlAlert topic -> publisher
         self.extras: dict[
             str,
@@ -256,6 +257,14 @@ class CategoryFeed:
         self.klines.pop(name, None)
         self.liquidations.pop(name, None)
         self.extras.pop(name, None)
+
+    def idle_book_u(self, name: str, version: int) -> int:
+        """``u`` of a book topic nobody subscribes to (REST ``/v5/market/orderbook``): one more
+        whenever the book changed since the last call, continued by a later subscription."""
+        if self._idle_versions.get(name) != version:
+            self._idle_versions[name] = version
+            self._u[name] = self._u.get(name, 0) + 1
+        return self._u[name]
 
     def send_initial(self, session: PublicSession, topic: topics.Topic) -> None:
         """What a new subscriber gets at once: a snapshot for books and tickers, the current

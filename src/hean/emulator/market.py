@@ -323,6 +323,14 @@ class SymbolMarket:
         self._after(order, fills)
         return fills
 
+    def hit(self, order_id: str, lots: int, owner: str = "sim:taker") -> list[Fill]:
+        """A simulated taker trades ``lots`` against one resting order (see
+        :meth:`OrderBook.hit`); the fill becomes a public trade and reaches the listeners."""
+        taker = Order(self._next_id(owner), owner, Side.BUY, lots, None, OrderType.LIMIT)
+        fills = self.book.hit(order_id, taker)
+        self._after(taker, fills)
+        return fills
+
     def _after(self, order: Order, fills: list[Fill]) -> None:
         if order.owner.startswith(_SIM):
             pool = self._pools[order.side]
@@ -449,6 +457,16 @@ class Market:
 
     def is_built(self, category: str, symbol: str) -> bool:
         return symbol in self._symbols.get(category, {})
+
+    def spec(self, category: str, symbol: str) -> InstrumentSpec:
+        """A symbol's instrument data without starting its market (KeyError if unknown)."""
+        built = self._symbols.get(category, {}).get(symbol)
+        if built is not None:
+            return built.spec
+        seed = self._seeds.get(category, {}).get(symbol)
+        if seed is None:
+            raise KeyError(f"no {category} symbol {symbol!r}")
+        return instrument_spec(category, symbol, random.Random(seed))
 
     def symbol(self, category: str, symbol: str, now_ms: int | None = None) -> SymbolMarket:
         """The market of one symbol, built (at ``now_ms``) if this is its first use."""

@@ -462,6 +462,45 @@ class OrderBook:
             self._rest(order)
         return fills
 
+    def hit(self, order_id: str, taker: Order) -> list[Fill]:
+        """A taker that trades against one named resting order only, at that order's price,
+        whatever its queue position (a scenario tool: the price touched it and came back).
+
+        ``taker.qty`` lots are taken (at most the order's leaves). The taker is never rested.
+        Raises :class:`BookError` for an unknown order or a bad quantity.
+        """
+        maker = self._orders.get(order_id)
+        if maker is None:
+            raise BookError(f"no resting order {order_id!r}")
+        if taker.status is not OrderStatus.CREATED or taker.order_id in self._orders:
+            raise BookError(f"taker {taker.order_id!r} was already submitted")
+        if isinstance(taker.qty, bool) or not isinstance(taker.qty, int) or taker.qty <= 0:
+            raise BookError(f"qty must be a positive number of lots, got {taker.qty!r}")
+        assert maker.price is not None
+        qty = min(taker.qty, maker.leaves)
+        taker.side = maker.side.opposite
+        taker.price = maker.price
+        taker.tif = TimeInForce.IOC
+        level = self._side(maker.side).levels[maker.price]
+        now = self._touch()
+        taker.created_ms = taker.updated_ms = maker.updated_ms = now
+        maker.filled += qty
+        taker.filled += qty
+        level.total -= qty
+        if maker.leaves == 0:
+            level.orders.remove(maker)
+            del self._orders[maker.order_id]
+            if not level.orders:
+                self._side(maker.side).drop_level(maker.price)
+            maker.status = OrderStatus.FILLED
+        else:
+            maker.status = OrderStatus.PARTIALLY_FILLED
+        taker.status = OrderStatus.FILLED if taker.leaves == 0 else OrderStatus.CANCELLED
+        fill = Fill(
+            self.seq, now, maker.price, qty, taker.side, maker, taker, maker.leaves, taker.leaves
+        )
+        return [fill]
+
     def clear(self) -> list[Order]:
         """Remove every resting order (e.g. a delisting); returns them, cancelled."""
         out = list(self._orders.values())

@@ -45,6 +45,13 @@ from hean.emulator.private import (
     TradeSession,
     parse_max_active_time,
 )
+from hean.emulator.rest import (
+    HTTP_FAILURES,
+    INJECTABLE_REST_CODES,
+    RestFailure,
+    RestRecord,
+    RestServer,
+)
 from hean.emulator.status import STATUS_KIND, STATUS_PATH, STATUS_TOPIC, StatusBoard
 from hean.emulator.streamfaults import StreamFault, StreamFaultStore
 from hean.emulator.trading import Trading
@@ -141,6 +148,10 @@ class Emulator(MarketAPI):
         self._trace_rng = random.Random(f"trace-ids:{self._config.seed}")
         self.status = StatusBoard(self._config.seed)
         """Maintenance windows announced on ``system.status`` (see :meth:`announce_maintenance`)."""
+        self.rest: RestServer | None = RestServer(self) if self._config.rest else None
+        """The REST API (see :mod:`hean.emulator.rest`); ``None`` if ``EmulatorConfig.rest`` is
+        off."""
+        self._links_down: dict[str, str] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -192,6 +203,13 @@ class Emulator(MarketAPI):
             raise ValueError("max_active_time applies to the private and trade streams only")
         return f"ws://{host}:{self.port}/v5/public/{category}"
 
+    def rest_url(self) -> str:
+        """``http://HOST:PORT`` of the REST API (see :mod:`hean.emulator.rest`)."""
+        if self.rest is None:
+            raise RuntimeError("the REST API is off (EmulatorConfig.rest=False)")
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"http://{host}:{self.rest.port}"
+
     async def start(self) -> None:
         if self._lsock is not None:
             raise RuntimeError("emulator already started")
@@ -208,6 +226,13 @@ class Emulator(MarketAPI):
             raise
         self._lsock = sock
         self._port = sock.getsockname()[1]
+        if self.rest is not None:
+            try:
+                await self.rest.start(cfg.host, cfg.rest_port)
+            except BaseException:
+                self._lsock = None
+                sock.close()
+                raise
         self._running = True
         await self._serve()
         if cfg.auto_tick:
@@ -240,6 +265,8 @@ class Emulator(MarketAPI):
         if self._lsock is not None:
             self._lsock.close()
             self._lsock = None
+        if self.rest is not None:
+            await self.rest.stop()
         for _ in range(3):  # let connection_lost callbacks run
             await asyncio.sleep(0)
 
@@ -691,6 +718,108 @@ class Emulator(MarketAPI):
             for r in self._auth_log
             if (api_key is None or r.api_key == api_key) and (since is None or r.time >= since)
         )
+
+    # -- REST: failure switches, funding, log -------------------------------------------------
+
+    def _rest(self) -> RestServer:
+        if self.rest is None:
+            raise RuntimeError("the REST API is off (EmulatorConfig.rest=False)")
+        return self.rest
+
+    @staticmethod
+    def _check_count(count: int) -> None:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be an int >= 1, got {count!r}")
+
+    def _check_rest_path(self, path: str | None) -> None:
+        if path is not None and path not in self._rest().endpoints:
+            known = ", ".join(self._rest().endpoints)
+            raise ValueError(f"unknown REST path {path!r}; known: {known}")
+
+    def inject_rest_error(
+        self, code: int, count: int = 1, *, path: str | None = None, reset_header: bool = True
+    ) -> None:
+        """Answer the next ``count`` REST requests (to ``path`` if given) with retCode ``code``
+        (10000, 10002, 10003, 10004, 10005, 10006, 10010, 10016 or 429) and Bybit's text, HTTP
+        200. 10006 carries the ``X-Bapi-Limit*`` headers, without the reset timestamp if
+        ``reset_header`` is False."""
+        if isinstance(code, bool) or code not in INJECTABLE_REST_CODES:
+            known = ", ".join(str(c) for c in sorted(INJECTABLE_REST_CODES))
+            raise ValueError(f"cannot inject REST retCode {code!r}; known: {known}")
+        self._check_count(count)
+        self._check_rest_path(path)
+        self._rest().arm(RestFailure("code", count, path, code=code, reset_header=reset_header))
+
+    def inject_rest_http(self, status: int, count: int = 1, *, path: str | None = None) -> None:
+        """Answer the next ``count`` REST requests with HTTP ``status`` (403, 429, 500, 502,
+        503, 504) and a non-JSON body."""
+        if isinstance(status, bool) or status not in HTTP_FAILURES:
+            known = ", ".join(str(c) for c in HTTP_FAILURES)
+            raise ValueError(f"cannot inject HTTP status {status!r}; known: {known}")
+        self._check_count(count)
+        self._check_rest_path(path)
+        self._rest().arm(RestFailure("http", count, path, status=status))
+
+    def inject_rest_delay(self, seconds: float, count: int = 1, *, path: str | None = None) -> None:
+        """Hold back the responses of the next ``count`` REST requests ``seconds`` each (the
+        requests themselves are processed at once)."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise ValueError(f"seconds must be a number, got {seconds!r}")
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise ValueError(f"seconds must be finite and > 0, got {seconds!r}")
+        self._check_count(count)
+        self._check_rest_path(path)
+        self._rest().arm(RestFailure("delay", count, path, seconds=float(seconds)))
+
+    def inject_batch_failure(self, items: Iterable[int], code: int = 10001, count: int = 1) -> None:
+        """Fail the orders at indexes ``items`` of the next ``count`` ``create-batch`` requests
+        with ``code`` (the other orders are placed): a partial batch failure."""
+        chosen = tuple(items)
+        if not chosen or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 20 for i in chosen
+        ):
+            raise ValueError(f"items must be batch indexes 0..19, got {chosen!r}")
+        if isinstance(code, bool) or not isinstance(code, int) or code <= 0:
+            raise ValueError(f"code must be a positive int, got {code!r}")
+        self._check_count(count)
+        self._rest().arm(
+            RestFailure("batch", count, "/v5/order/create-batch", code=code, items=chosen)
+        )
+
+    def clear_rest_failures(self) -> int:
+        """Disarm every REST failure switch; returns how many were armed."""
+        rest = self._rest()
+        count = len(rest.failures)
+        rest.failures.clear()
+        return count
+
+    def pending_rest_failures(self) -> list[RestFailure]:
+        """The armed REST failure switches (``count`` = uses left)."""
+        return [dataclasses.replace(f) for f in self._rest().failures]
+
+    @property
+    def rest_log(self) -> list[RestRecord]:
+        """Every REST request answered so far (the most recent 10,000), oldest first."""
+        return list(self._rest().log)
+
+    def rest_calls(self, path: str | None = None, api_key: str | None = None) -> int:
+        """How many REST requests were answered (to ``path`` / naming ``api_key`` if given)."""
+        return sum(
+            1
+            for r in self._rest().log
+            if (path is None or r.path == path) and (api_key is None or r.api_key == api_key)
+        )
+
+    def charge_funding(self, api_key: str, category: str, symbol: str, rate: object) -> list[str]:
+        """Settle funding at ``rate`` (e.g. ``"0.0001"``) on the account's open position in
+        ``symbol``: a ``Funding`` execution is booked (wallet and realised PnL change), pushed
+        on its private ``execution`` / ``position`` / ``wallet`` streams if connected and listed
+        by ``/v5/execution/list``. Returns the execIds (empty if the position is flat)."""
+        acct = self.trading.by_key(api_key)
+        if not self.has_symbol(category, symbol):
+            raise ValueError(f"no {category} symbol {symbol!r}")
+        items = self.trading.charge_funding(acct, category, symbol, rate)
+        return [str(item["execId"]) for item in items]
 
     # -- system status ------------------------------------------------------------------------
 

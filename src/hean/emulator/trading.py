@@ -185,6 +185,8 @@ class _Pending:
     orders: dict[str, UserOrder] = field(default_factory=dict)
     positions: dict[tuple[str, str], PositionState] = field(default_factory=dict)
     wallet: bool = False
+    #: ready-made ``execution`` items that are not fills (funding), per category
+    other_execs: list[dict[str, object]] = field(default_factory=list)
 
 
 class Trading:
@@ -247,6 +249,10 @@ class Trading:
             return self._by_key[api_key]
         except KeyError:
             raise KeyError(f"no account with API key {api_key!r}") from None
+
+    def find(self, api_key: str) -> Account | None:
+        """The account of ``api_key``, or ``None``."""
+        return self._by_key.get(api_key)
 
     def view(self, api_key: str) -> AccountView:
         """Ground truth of one account (see :class:`AccountView`)."""
@@ -629,6 +635,119 @@ class Trading:
         self._touched(acct, order)
         return order
 
+    def cancel_all(self, acct: Account, args: Mapping[str, Any]) -> OpResult:
+        """``/v5/order/cancel-all``: cancel the account's open orders of a category, narrowed
+        by ``symbol`` > ``baseCoin`` > ``settleCoin`` (one of them is required on linear and
+        inverse). Result: ``{"list": [{orderId, orderLinkId}], "success": "1"}``."""
+        self._depth += 1
+        try:
+            category = self._category(args.get("category"))
+            symbol, base, settle = (args.get(k) for k in ("symbol", "baseCoin", "settleCoin"))
+            if category in ("linear", "inverse") and not (symbol or base or settle):
+                raise OpError(
+                    10001, "Missing some parameters that must be filled in, symbol or settleCoin"
+                )
+            if symbol:
+                self._market(category, symbol)
+            chosen = []
+            for order in list(acct.open.values()):
+                if order.category != category:
+                    continue
+                if symbol:
+                    if order.symbol != symbol:
+                        continue
+                elif base:
+                    if order.spec.base != base:
+                        continue
+                elif settle and settle_coin(order.spec) != settle:
+                    continue
+                chosen.append(order)
+            out: list[dict[str, object]] = []
+            for order in chosen:
+                self._market(category, order.symbol).cancel(order.order_id)
+                order.updated_ms = self.host.server_time_ms()
+                order.sync_reason()
+                acct.settle_order(order)
+                self._touched(acct, order)
+                out.append({"orderId": order.order_id, "orderLinkId": order.order_link_id})
+            return OpResult(0, "OK", {"list": out, "success": "1"}, {})
+        except OpError as err:
+            return OpResult(err.code, err.msg, {}, None)
+        finally:
+            self._depth -= 1
+            self._maybe_flush()
+
+    def charge_funding(
+        self, acct: Account, category: str, symbol: str, rate: object
+    ) -> list[dict[str, object]]:
+        """Settle funding at ``rate`` on the account's open position in a symbol: a ``Funding``
+        execution (``execType`` ``Funding``, ``orderType`` ``UNKNOWN``, ``orderId`` ``""``,
+        ``execQty`` the position size, ``execPrice`` the mark price, ``execFee`` what the
+        account paid: positive when a long pays a positive rate, negative when it receives),
+        booked in the wallet and the position's realised PnL and pushed on ``execution``,
+        ``position`` and ``wallet``. Its ``seq`` is the position's (funding is not a trade).
+        Returns the execution items booked (none if the position is flat)."""
+        if category not in ("linear", "inverse"):
+            raise ValueError(f"funding applies to linear and inverse, not {category!r}")
+        value_rate = dec(rate, "rate")
+        pos = acct.positions.get((category, symbol))
+        if pos is None or pos.size == 0:
+            return []
+        spec = pos.spec
+        mark = self.mark(category, symbol) or pos.entry
+        size = abs(pos.size)
+        value = pos.value_of(size, mark)
+        fee = value * value_rate if pos.size > 0 else -value * value_rate
+        coin = settle_coin(spec)
+        now = self.host.server_time_ms()
+        acct.credit(coin, -fee)
+        acct.cum_realised[coin] = acct.cum_realised.get(coin, _ZERO) - fee
+        pos.cur_realised -= fee
+        pos.cum_realised -= fee
+        pos.updated_ms = now
+        item: dict[str, object] = {
+            "category": category,
+            "symbol": symbol,
+            "closedSize": "0",
+            "execFee": dstr(fee),
+            "execId": self._uuid(),
+            "execPrice": dstr(mark, None),
+            "execQty": dstr(size),
+            "execType": "Funding",
+            "execValue": dstr(value),
+            "feeRate": dstr(value_rate, None),
+            "tradeIv": "",
+            "markIv": "",
+            "blockTradeId": "",
+            "markPrice": dstr(mark, None),
+            "indexPrice": "",
+            "underlyingPrice": "",
+            "leavesQty": "0",
+            "orderId": "",
+            "orderLinkId": "",
+            "orderPrice": "0",
+            "orderQty": "0",
+            "orderType": "UNKNOWN",
+            "stopOrderType": "UNKNOWN",
+            "side": "Buy" if pos.size > 0 else "Sell",
+            "execTime": str(now),
+            "isLeverage": "0",
+            "isMaker": False,
+            "seq": pos.seq,
+            "marketUnit": "",
+            "execPnl": dstr(-fee),
+            "createType": "",
+            "extraFees": [],
+            "feeCurrency": coin,
+        }
+        acct.add_execution(item)
+        pending = self._pending_of(acct)
+        pending.other_execs.append(item)
+        pending.positions[(category, symbol)] = pos
+        pending.wallet = True
+        self._maybe_flush()
+        return [item]
+
     # -- checks -------------------------------------------------------------------------------
 
     @staticmethod
@@ -798,7 +917,7 @@ class Trading:
             seq=fill.seq,
             mark=price,
         )
-        acct.executions.append(execution_item(info))
+        acct.add_execution(execution_item(info))
         order.sync_reason()
         acct.settle_order(order)
         pending = self._pending_of(acct)
@@ -880,6 +999,14 @@ class Trading:
                 category,
                 [execution_item(f) for f in fills],
                 f"{acct.uid}_{fills[-1].order.symbol}_{fills[-1].seq}",
+            )
+        for item in pending.other_execs:
+            self._push(
+                acct,
+                "execution",
+                str(item["category"]),
+                [item],
+                f"{acct.uid}_{item['symbol']}_{item['seq']}_{item['execType']}",
             )
         positions: dict[str, list[dict[str, object]]] = {}
         for (category, symbol), pos in pending.positions.items():
