@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -128,6 +129,8 @@ class Server:
             reply = envelope({})
         if callable(reply):
             reply = reply(rec)
+        if inspect.isawaitable(reply):
+            reply = await reply
         if isinstance(reply, web.StreamResponse):
             return reply
         if isinstance(reply, tuple):

@@ -187,6 +187,7 @@ class Paginator(Generic[T]):
         self._cursor: str | None = None
         self._seen: set[str] = set()
         self._done = False
+        self._error: RestError | None = None
         self.pages = 0
         self.time: int | None = None
         self.last_time: int | None = None
@@ -198,6 +199,9 @@ class Paginator(Generic[T]):
 
     async def __anext__(self) -> T:
         while not self._buffer:
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
             if self._done:
                 raise StopAsyncIteration
             await self._fetch()
@@ -232,12 +236,14 @@ class Paginator(Generic[T]):
             return
         if cursor in self._seen:
             self._done = True
-            raise RestTransportError(
+            # raised once this page's items have been handed out
+            self._error = RestTransportError(
                 f"the server returned cursor {cursor[:40]!r} twice: stopped paging after "
                 f"{self.pages} page(s) instead of looping",
                 self.path,
                 method="GET",
             )
+            return
         if self._max_pages is not None and self.pages >= self._max_pages:
             self._done = True
             return

@@ -190,8 +190,12 @@ class RateLimiter:
         if g.remaining - g.in_flight > 0:
             return 0
         reset = g.reset_ms
-        free_at = reset if reset is not None and reset > g.answered_ms else 0
-        free_at = max(free_at, g.answered_ms + self.window_ms)
+        # a reset time after the answer is when the window frees; "now" (an allowed answer)
+        # says nothing, so assume one rolling window from that answer
+        if reset is not None and reset > g.answered_ms:
+            free_at = reset
+        else:
+            free_at = g.answered_ms + self.window_ms
         if now_ms >= free_at:
             g.remaining = None  # a new window: unknown until the next answer
             return 0
