@@ -1,7 +1,8 @@
 """Bybit V5 REST: :class:`BybitRestClient` and its parts (rest.md).
 
 Modules: :mod:`.signing` (build and sign requests, sans-I/O), :mod:`.errors` (typed errors),
-:mod:`.limits` (rate limiter and retry policy, sans-I/O), :mod:`.response` (envelope,
+:mod:`.limits` (rate limiter and retry policy, sans-I/O), :mod:`.pagination` (cursor paging),
+:mod:`.response` (envelope,
 :class:`RestResponse`), :mod:`.decode` (results into the stream types), :mod:`.client` (the
 asyncio shell).
 """
@@ -12,7 +13,6 @@ from hean.exchange.bybit.rest.client import (
     TESTNET_URL,
     BybitRestClient,
     InstrumentCheck,
-    Paginator,
     RestStats,
     rest_url,
 )
@@ -32,6 +32,7 @@ from hean.exchange.bybit.rest.errors import (
     RestUnknownOrderError,
 )
 from hean.exchange.bybit.rest.limits import RateLimiter, RateLimitInfo, RetryPolicy
+from hean.exchange.bybit.rest.pagination import Paginator
 from hean.exchange.bybit.rest.response import RestResponse
 
 __all__ = [

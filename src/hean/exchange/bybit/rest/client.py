@@ -42,10 +42,9 @@ import inspect
 import logging
 import random
 import ssl
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import yarl
@@ -79,6 +78,7 @@ from hean.exchange.bybit.rest.limits import (
     endpoint_group,
     parse_limit_headers,
 )
+from hean.exchange.bybit.rest.pagination import Paginator
 from hean.exchange.bybit.rest.response import RestResponse, decode_envelope
 from hean.exchange.bybit.rest.signing import NUMERIC_FIELDS, PreparedRequest, prepare
 from hean.exchange.bybit.state.private import Execution, Order, Position
@@ -90,7 +90,6 @@ __all__ = [
     "TESTNET_URL",
     "BybitRestClient",
     "InstrumentCheck",
-    "Paginator",
     "RestStats",
     "rest_url",
 ]
@@ -153,102 +152,6 @@ class RestStats:
     bad_items: int
     """List items that could not be decoded and were dropped (logged)."""
     clock_syncs: int
-
-
-class Paginator(Generic[T]):
-    """An async iterator over every item of a cursor-paginated endpoint, fetching pages as
-    needed. ``async for item in paginator`` or ``await paginator.all()``.
-
-    Attributes:
-        pages: pages fetched so far.
-        time: the server time (envelope ``time``, ms) of the first page.
-        last_time: the server time of the latest page.
-        category: ``result.category`` of the latest page.
-        bad: items dropped because they could not be decoded.
-    """
-
-    def __init__(
-        self,
-        client: BybitRestClient,
-        path: str,
-        params: dict[str, Any],
-        decode: Callable[[Any, str | None], tuple[list[T], int]],
-        *,
-        auth: bool = True,
-        max_pages: int | None = None,
-    ) -> None:
-        self._client = client
-        self.path = path
-        self._params = params
-        self._decode = decode
-        self._auth = auth
-        self._max_pages = max_pages
-        self._buffer: deque[T] = deque()
-        self._cursor: str | None = None
-        self._seen: set[str] = set()
-        self._done = False
-        self._error: RestError | None = None
-        self.pages = 0
-        self.time: int | None = None
-        self.last_time: int | None = None
-        self.category: str | None = params.get("category")
-        self.bad = 0
-
-    def __aiter__(self) -> Paginator[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        while not self._buffer:
-            if self._error is not None:
-                error, self._error = self._error, None
-                raise error
-            if self._done:
-                raise StopAsyncIteration
-            await self._fetch()
-        return self._buffer.popleft()
-
-    async def all(self) -> list[T]:
-        """Every remaining item, all pages."""
-        return [item async for item in self]
-
-    async def _fetch(self) -> None:
-        params = dict(self._params)
-        if self._cursor:
-            params["cursor"] = self._cursor
-        resp = await self._client.request("GET", self.path, params, auth=self._auth)
-        self.pages += 1
-        if self.time is None:
-            self.time = resp.time
-        self.last_time = resp.time
-        result = resp.result
-        category = result.get("category")
-        if isinstance(category, str) and category:
-            self.category = category
-        raw = result.get("list")
-        items, bad = self._decode(raw, self.category)
-        if bad:
-            self.bad += bad
-            self._client._bad_items(bad, self.path)
-        self._buffer.extend(items)
-        cursor = result.get("nextPageCursor")
-        if not raw or not isinstance(cursor, str) or not cursor:
-            self._done = True
-            return
-        if cursor in self._seen:
-            self._done = True
-            # raised once this page's items have been handed out
-            self._error = RestTransportError(
-                f"the server returned cursor {cursor[:40]!r} twice: stopped paging after "
-                f"{self.pages} page(s) instead of looping",
-                self.path,
-                method="GET",
-            )
-            return
-        if self._max_pages is not None and self.pages >= self._max_pages:
-            self._done = True
-            return
-        self._seen.add(cursor)
-        self._cursor = cursor
 
 
 def _reveal(value: Secret | str | None) -> str | None:
