@@ -126,3 +126,30 @@ def limit_order(
     }
     body.update(kw)
     return body
+
+
+#: object fields whose keys are data (coin -> fee), not a fixed field set
+MAP_FIELDS = frozenset({"cumFeeDetail"})
+
+
+def rest_shape(actual: Any, expected: Any, path: str = "$") -> None:
+    """Same keys (recursively) and JSON value types as the example; values may differ; a
+    ``null`` in the example allows an object or null; :data:`MAP_FIELDS` are maps of strings."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), f"{path}: expected object, got {actual!r}"
+        assert set(actual) == set(expected), f"{path}: keys {sorted(actual)} != {sorted(expected)}"
+        for key, value in expected.items():
+            if key in MAP_FIELDS:
+                assert isinstance(actual[key], dict), f"{path}.{key}: {actual[key]!r}"
+                assert all(isinstance(v, str) for v in actual[key].values())
+                continue
+            rest_shape(actual[key], value, f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list), f"{path}: expected array, got {actual!r}"
+        if expected and actual:
+            for item in actual:
+                rest_shape(item, expected[0], f"{path}[]")
+    elif expected is None:
+        assert actual is None or isinstance(actual, dict), f"{path}: {actual!r}"
+    else:
+        assert type(actual) is type(expected), f"{path}: {actual!r} is not like {expected!r}"

@@ -42,6 +42,12 @@ def test_credentials_from_options_and_environment(monkeypatch: pytest.MonkeyPatc
         build_config(SimOptions(port=0))
 
 
+def test_rest_port_defaults_next_to_the_websocket_port() -> None:
+    assert build_config(SimOptions(port=9090)).rest_port == 9091
+    assert build_config(SimOptions(port=0)).rest_port == 0
+    assert build_config(SimOptions(port=9090, rest_port=8000)).rest_port == 8000
+
+
 def test_account_arguments() -> None:
     parser = argparse.ArgumentParser()
     add_account_arguments(parser)
@@ -71,6 +77,8 @@ async def test_banner_lists_private_trade_and_the_account(
     assert await task == 0
     text = out.getvalue()
     assert "/v5/private" in text and "/v5/trade" in text
+    [rest_line] = [line for line in text.splitlines() if line.strip().startswith("rest ")]
+    assert "http://127.0.0.1:" in rest_line
     if custom:
         assert "API key my-key" in text and "my-secret" not in text
     else:

@@ -38,6 +38,8 @@ class SimOptions:
     pair, printed at start-up)."""
     api_secret: str | None = None
     """Its secret (``None``: ``$HEAN_SIM_API_SECRET``)."""
+    rest_port: int | None = None
+    """TCP port of the REST API (``None``: ``port + 1``, or any free one when ``port`` is 0)."""
 
 
 def add_account_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,9 +79,13 @@ def build_config(opts: SimOptions) -> EmulatorConfig:
         symbols["spot"] = tuple(opts.symbols)
     creds = _credentials(opts)
     accounts = () if creds is None else (AccountConfig(api_key=creds[0], api_secret=creds[1]),)
+    rest_port = opts.rest_port
+    if rest_port is None:
+        rest_port = opts.port + 1 if 0 < opts.port < 65535 else 0
     return EmulatorConfig(
         host=opts.host,
         port=opts.port,
+        rest_port=rest_port,
         symbols=symbols,
         ticker_interval=1.0 / opts.rate,
         seed=opts.seed,
@@ -109,6 +115,7 @@ async def run_sim(
         lines = [f"HEAN Bybit V5 emulator listening on {emulator.host}:{emulator.port}"]
         for category in (*PUBLIC_CATEGORIES, "private", "trade"):
             lines.append(f"  {category:<8} {emulator.url(category)}")
+        lines.append(f"  {'rest':<8} {emulator.rest_url()}")
         for account in config.account_configs:
             if account.api_key == DEFAULT_API_KEY and account.api_secret == DEFAULT_API_SECRET:
                 # the default pair protects nothing but this simulation: print it in full

@@ -25,6 +25,18 @@ loopback, see ``EmulatorConfig.control``)::
     GET /control/account?key=API_KEY            an account's ground truth (orders, positions…)
     GET /control/balance?key=API_KEY&coin=USDT&amount=1000     set a wallet balance
     GET /control/auth_log                       auth requests judged so far
+    GET /control/rest                           the REST API's base URL and armed failures
+    GET /control/rest_fail?kind=code&code=10006[&count=1][&path=…][&reset_header=false]
+    GET /control/rest_fail?kind=http&status=403[&count=1][&path=…]   (403, 429, 500, 502-504)
+    GET /control/rest_fail?kind=delay&seconds=0.5[&count=1][&path=…]  slow REST responses
+    GET /control/rest_fail?kind=batch&items=0,2[&code=10001][&count=1] partial batch failure
+    GET /control/rest_fail?clear=true           disarm every REST failure switch
+    GET /control/funding?key=API_KEY&category=linear&symbol=BTCUSDT&rate=0.0001   funding
+    GET /control/link?key=API_KEY&state=down[&mode=refuse|auth]   private link down (up: back)
+    GET /control/outage?key=API_KEY[&fills=1&partial_fills=1&cancels=1&new_orders=1]
+        [&funding_rate=0.0001&funding_symbol=BTCUSDT][&seed=0][&hold=0.5][&restore=true]
+        [&mode=refuse]   the private-outage scenario (hean.emulator.rest_scenario): link down,
+        events at once, link back after ``hold`` seconds; returns what it did
 
 Replies are JSON: ``{"ok": true, "result": …}`` (200) or ``{"ok": false, "error": "…"}`` (4xx).
 While a handshake stall is in force the port accepts no requests at all, control included; use a
@@ -39,6 +51,7 @@ CLI::
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import math
@@ -256,6 +269,92 @@ def _auth_log(emu: Emulator, q: dict[str, str]) -> object:
     ]
 
 
+def _rest(emu: Emulator, q: dict[str, str]) -> object:
+    return {
+        "url": emu.rest_url(),
+        "failures": [dataclasses.asdict(f) for f in emu.pending_rest_failures()],
+    }
+
+
+def _rest_fail(emu: Emulator, q: dict[str, str]) -> object:
+    if _bool(q.pop("clear", "false")):
+        return emu.clear_rest_failures()
+    kind = q.pop("kind", "")
+    count = _int(q.pop("count", "1"), "count")
+    path = q.pop("path", None) or None
+    if kind == "code":
+        emu.inject_rest_error(
+            _int(q.pop("code", ""), "code"),
+            count,
+            path=path,
+            reset_header=_bool(q.pop("reset_header", "true")),
+        )
+    elif kind == "http":
+        emu.inject_rest_http(_int(q.pop("status", ""), "status"), count, path=path)
+    elif kind == "delay":
+        emu.inject_rest_delay(_number(q.pop("seconds", ""), "seconds"), count, path=path)
+    elif kind == "batch":
+        items = [_int(x, "items") for x in q.pop("items", "").split(",") if x.strip()]
+        emu.inject_batch_failure(items, _int(q.pop("code", "10001"), "code"), count)
+    else:
+        raise _BadRequest(f"kind must be code, http, delay or batch, got {kind!r}")
+    if q:
+        raise _BadRequest(f"unknown parameters: {', '.join(sorted(q))}")
+    return len(emu.pending_rest_failures())
+
+
+def _funding(emu: Emulator, q: dict[str, str]) -> object:
+    return emu.charge_funding(
+        q.get("key", ""), q.get("category", "linear"), q.get("symbol", ""), q.get("rate", "")
+    )
+
+
+def _link(emu: Emulator, q: dict[str, str]) -> object:
+    key = q.get("key", "")
+    state = q.get("state", "")
+    if state == "down":
+        return emu.private_link_down(key, mode=q.get("mode", "refuse"))
+    if state == "up":
+        emu.trading.by_key(key)
+        emu.private_link_up(key)
+        return []
+    raise _BadRequest(f"state must be down or up, got {state!r}")
+
+
+def _outage(emu: Emulator, q: dict[str, str]) -> object:
+    key = q.pop("key", "")
+    hold = _number(q.pop("hold", "0"), "hold")
+    if hold < 0:
+        raise _BadRequest(f"hold must be >= 0, got {hold}")
+    restore = _bool(q.pop("restore", "true"))
+    dropped = emu.private_link_down(key, mode=q.pop("mode", "refuse"))
+    counts = {
+        name: _int(q.pop(name, "1"), name)
+        for name in ("fills", "partial_fills", "cancels", "new_orders")
+    }
+    rate = q.pop("funding_rate", None) or None
+    symbol = q.pop("funding_symbol", None) or None
+    seed = _int(q.pop("seed", "0"), "seed")
+    if q:
+        emu.private_link_up(key)
+        raise _BadRequest(f"unknown parameters: {', '.join(sorted(q))}")
+    try:
+        summary = emu.outage_events(
+            key, funding_rate=rate, funding_symbol=symbol, seed=seed, **counts
+        )
+    except BaseException:
+        emu.private_link_up(key)
+        raise
+    if restore:
+        if hold:
+            asyncio.get_running_loop().call_later(hold, emu.private_link_up, key)
+        else:
+            emu.private_link_up(key)
+    out = summary.as_dict()
+    out["dropped"] = dropped
+    return out
+
+
 _ACTIONS: dict[str, Callable[[Emulator, dict[str, str]], object]] = {
     "faults": _faults,
     "inject": _inject,
@@ -275,6 +374,11 @@ _ACTIONS: dict[str, Callable[[Emulator, dict[str, str]], object]] = {
     "account": _account,
     "balance": _balance,
     "auth_log": _auth_log,
+    "rest": _rest,
+    "rest_fail": _rest_fail,
+    "funding": _funding,
+    "link": _link,
+    "outage": _outage,
 }
 
 

@@ -110,6 +110,8 @@ class AccountHub(Hub, Protocol):
 
     def trace_id(self) -> str: ...
 
+    def private_link_is_down(self, api_key: str) -> bool: ...
+
 
 class AccountSession(PublicSession):
     """Common part of the private and trade listeners."""
@@ -232,6 +234,15 @@ class PrivateSession(AccountSession):
                 self._reply(shapes.private_pong(self.conn_id, req_id, now))
         elif op == "auth":
             result = self._authenticate(msg.get("args"), faults)
+            account = self.account
+            if (
+                result == "ok"
+                and account is not None
+                and self.account_hub.private_link_is_down(account.api_key)
+            ):
+                self.account_hub.trading.detach(self)
+                self.abort("private_outage")  # the account's private link is down
+                return
             self._reply(
                 shapes.private_reply(
                     "auth",

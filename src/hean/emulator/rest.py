@@ -515,7 +515,7 @@ class RestServer:
         except RestError as failed:
             code = failed.code
             return self.envelope(code, failed.msg, {}, {}, now, limits), key, code
-        return self.envelope(0, "OK", result, ext, emu.server_time_ms(), limits), key, 0
+        return self.envelope(0, "OK", result, ext, now, limits), key, 0
 
     def _injected(self, failure: RestFailure, path: str, key: str | None, now: int) -> web.Response:
         if failure.kind == "http":

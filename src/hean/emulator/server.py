@@ -18,7 +18,7 @@ import random
 import socket
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -52,6 +52,7 @@ from hean.emulator.rest import (
     RestRecord,
     RestServer,
 )
+from hean.emulator.rest_scenario import OutageSummary
 from hean.emulator.status import STATUS_KIND, STATUS_PATH, STATUS_TOPIC, StatusBoard
 from hean.emulator.streamfaults import StreamFault, StreamFaultStore
 from hean.emulator.trading import Trading
@@ -317,6 +318,12 @@ class Emulator(MarketAPI):
             response = WSUpgradeResponse.create_error_response(status, body, headers)
             return WSUpgradeResponseWithListener(response, None)
         account_session = _ACCOUNT_PATHS.get(path)
+        if account_session is PrivateSession and "refuse" in self._links_down.values():
+            self._record("reject", None, f"503 {raw_path} (private link down)")
+            response = WSUpgradeResponse.create_error_response(
+                503, b"503 Service Unavailable", {"Content-Type": "text/plain"}
+            )
+            return WSUpgradeResponseWithListener(response, None)
         if account_session is not None:
             query = raw_path.split("?", 1)[1] if "?" in raw_path else ""
             try:
@@ -820,6 +827,120 @@ class Emulator(MarketAPI):
             raise ValueError(f"no {category} symbol {symbol!r}")
         items = self.trading.charge_funding(acct, category, symbol, rate)
         return [str(item["execId"]) for item in items]
+
+    # -- the private-outage scenario (see hean.emulator.rest_scenario) ------------------------
+
+    def private_link_down(self, api_key: str, *, mode: str = "refuse") -> list[str]:
+        """Drop the account's ``/v5/private`` connections and keep its private link down
+        (``mode``: ``refuse`` = new private upgrades get HTTP 503, ``auth`` = only an auth with
+        this key is answered by dropping the connection). Returns the dropped conn_ids."""
+        from hean.emulator.rest_scenario import LINK_MODES
+
+        self.trading.by_key(api_key)  # KeyError if unknown
+        if mode not in LINK_MODES:
+            raise ValueError(f"mode must be one of {', '.join(LINK_MODES)}, got {mode!r}")
+        self._links_down[api_key] = mode
+        dropped = []
+        for session in list(self._sessions.values()):
+            account = getattr(session, "account", None)
+            if (
+                isinstance(session, PrivateSession)
+                and account is not None
+                and account.api_key == api_key
+                and not session.closing
+            ):
+                session.abort("private_outage")
+                dropped.append(session.conn_id)
+        self._record("link_down", None, f"{api_key} {mode} dropped={len(dropped)}")
+        return dropped
+
+    def private_link_up(self, api_key: str) -> None:
+        """Let the account's private link come back (clients reconnect by themselves)."""
+        if self._links_down.pop(api_key, None) is not None:
+            self._record("link_up", None, api_key)
+
+    def private_link_is_down(self, api_key: str) -> bool:
+        return api_key in self._links_down
+
+    def outage_events(
+        self,
+        api_key: str,
+        *,
+        fills: int = 1,
+        partial_fills: int = 1,
+        cancels: int = 1,
+        new_orders: int = 1,
+        funding_rate: object = None,
+        funding_symbol: str | None = None,
+        seed: int = 0,
+    ) -> OutageSummary:
+        """Make things happen to an account (see :mod:`hean.emulator.rest_scenario`)."""
+        from hean.emulator.rest_scenario import outage_events
+
+        return outage_events(
+            self,
+            api_key,
+            fills=fills,
+            partial_fills=partial_fills,
+            cancels=cancels,
+            new_orders=new_orders,
+            funding_rate=funding_rate,
+            funding_symbol=funding_symbol,
+            seed=seed,
+        )
+
+    async def private_outage(
+        self,
+        api_key: str,
+        *,
+        fills: int = 1,
+        partial_fills: int = 1,
+        cancels: int = 1,
+        new_orders: int = 1,
+        funding_rate: object = None,
+        funding_symbol: str | None = None,
+        seed: int = 0,
+        hold: float = 0.0,
+        restore: bool = True,
+        mode: str = "refuse",
+    ) -> OutageSummary:
+        """The private-outage scenario: link down, :meth:`outage_events`, ``hold`` seconds,
+        link up unless ``restore`` is False (see :mod:`hean.emulator.rest_scenario`)."""
+        if isinstance(hold, bool) or not isinstance(hold, int | float) or not hold >= 0:
+            raise ValueError(f"hold must be a number of seconds >= 0, got {hold!r}")
+        dropped = self.private_link_down(api_key, mode=mode)
+        try:
+            for _ in range(3):  # let the drops land before anything happens
+                await asyncio.sleep(0)
+            summary = self.outage_events(
+                api_key,
+                fills=fills,
+                partial_fills=partial_fills,
+                cancels=cancels,
+                new_orders=new_orders,
+                funding_rate=funding_rate,
+                funding_symbol=funding_symbol,
+                seed=seed,
+            )
+            if hold:
+                await asyncio.sleep(hold)
+        finally:
+            if restore:
+                self.private_link_up(api_key)
+        return dataclasses.replace(summary, dropped=tuple(dropped))
+
+    @contextlib.asynccontextmanager
+    async def private_link_lost(
+        self, api_key: str, *, mode: str = "refuse"
+    ) -> AsyncIterator[list[str]]:
+        """``async with emu.private_link_lost(key) as dropped:`` the link is down inside."""
+        dropped = self.private_link_down(api_key, mode=mode)
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0)
+            yield dropped
+        finally:
+            self.private_link_up(api_key)
 
     # -- system status ------------------------------------------------------------------------
 
