@@ -276,6 +276,7 @@ class AccountState:
         self._pending_gap_ms: int | None = None
         self._gaps: deque[tuple[str, float]] = deque(maxlen=_GAPS_REMEMBERED)
         self._synced_at_ms: int | None = None
+        self._link_down = False
         self.in_sync = False
         """The view is trustworthy: a run completed and no gap happened since."""
         self.last_run: ReconciledEvent | None = None
@@ -613,6 +614,12 @@ class AccountState:
 
     # -- runs ---------------------------------------------------------------------------------
 
+    def link_down(self) -> None:
+        """The private link was lost: out of sync until the run after its ``GAP`` completes
+        (a run that ends meanwhile does not mark the account in sync)."""
+        self._link_down = True
+        self.in_sync = False
+
     def on_gap(self, gap: GapEvent, now: float, wall_ms: int) -> bool:
         """A private ``GAP`` event. Returns ``True`` when a run has begun (query REST now);
         ``False`` when it is part of a gap already handled (the other topics of the same
@@ -621,6 +628,7 @@ class AccountState:
         if key in self._gaps:
             return False
         self._gaps.append(key)
+        self._link_down = False
         self.in_sync = False
         since = gap.down_since_wall_ms
         if since is not None:
@@ -857,5 +865,5 @@ class AccountState:
             self.in_sync = False
             self._start_run(queued, now, wall_ms)
         else:
-            self.in_sync = ok
+            self.in_sync = ok and not self._link_down
         return RunEnd(summary, outputs, queued is not None, run.overflowed)
