@@ -14,6 +14,7 @@ from hean.core.lifecycle import ConnectionState
 from hean.emulator import Emulator
 from hean.emulator.market import MarketParams
 from hean.hub import StreamHub
+from tests.conftest import ms
 from tests.hub.conftest import FAST, FrameSpy, make_hub, until
 
 LINEAR = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT")
@@ -343,3 +344,39 @@ async def test_connection_options_choose_which_ticker_field_times_are_kept(
     assert set(ticker.field_times) == {"lastPrice"}
     assert "markPrice" in ticker.fields  # merging is not affected
     await hub.close()
+
+
+@pytest.mark.emulator(
+    auto_tick=False,
+    market=MarketParams(takers_per_s=50.0, liquidations_per_s=0.0),
+)
+async def test_connection_options_rest_backfills_trades_missed_while_down(
+    emulator: Emulator,
+) -> None:
+    from hean.exchange.bybit.rest import BybitRestClient
+
+    async with BybitRestClient(url=emulator.rest_url()) as rest:
+        hub = make_hub(emulator, options=dataclasses.replace(FAST, rest=rest))
+        consumer = hub.consumer("strategy")
+        trades: list[Any] = []
+        consumer.on_inline(EventType.TRADE, trades.append)
+        await consumer.subscribe_trades(["BTCUSDT"], category="linear", wait=2.0)
+
+        def market(rounds: int) -> None:
+            for _ in range(rounds):
+                emulator.step("linear", quanta=10)
+                emulator.flush("linear")
+
+        market(10)
+        await until(lambda: len(trades) > 0)
+        first = trades[0].trades[0].trade_id
+        emulator.set_handshake_status(503)
+        emulator.drop_connections()
+        await asyncio.sleep(ms(50))
+        market(20)  # missed by the consumer's connection
+        emulator.set_handshake_status(None)
+        await until(lambda: any(e.backfilled for e in trades), timeout=5)
+        truth = [str(t["i"]) for t in emulator.trades_truth("linear", "BTCUSDT")]
+        got = [t.trade_id for e in trades for t in e.trades]
+        assert len(got) == len(set(got)) and set(got) == set(truth[truth.index(first) :])
+        await hub.close()

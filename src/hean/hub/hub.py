@@ -126,6 +126,10 @@ class ConnectionOptions:
     field_times: bool | tuple[str, ...] = True
     """Which ticker fields keep change times: all, none, or these (per-field staleness needs
     the ones its policy watches)."""
+    rest: Any = None
+    """A :class:`~hean.exchange.bybit.rest.BybitRestClient`: after a reconnect, trades and
+    closed candles missed while down are backfilled over REST (``backfilled=True``, then a
+    ``BACKFILL`` event); see :mod:`hean.exchange.bybit.backfill`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,6 +371,7 @@ class StreamHub:
             name=name,
             rng=random.Random(self.rng.random()),
             field_times=opts.field_times,
+            rest=opts.rest,
             connect_gate=self._gate_for(ep.key.url, lambda: holder[0]),
         )
         shard = _Shard(shard_id, name, ws, dispatcher)

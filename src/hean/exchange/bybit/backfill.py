@@ -41,7 +41,7 @@ class PublicBackfill:
 
     Args:
         rest: a :class:`~hean.exchange.bybit.rest.BybitRestClient` (``recent_trades``,
-            ``klines``, ``calls``).
+            ``klines``).
         category: the connection's category.
         publish: ``publish(event_type, event)`` of the connection's bus.
         clock: the connection's clock.
@@ -67,6 +67,7 @@ class PublicBackfill:
         self.trades = TradeTracker(max_trade_ids)
         self.klines = KlineTracker()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._calls: dict[str, int] = {}
         self.runs = 0
         self.recovered = 0
         self.incomplete = 0
@@ -107,7 +108,7 @@ class PublicBackfill:
 
     async def _run(self, gap: GapEvent) -> None:
         self.runs += 1
-        calls_before = int(getattr(self.rest, "calls", 0))
+        self._calls[gap.topic] = 0
         try:
             if gap.topic.startswith("publicTrade."):
                 outcome = await self._trades(gap)
@@ -143,7 +144,7 @@ class PublicBackfill:
                 gap_to_ms=gap.up_at_wall_ms,
                 missing_from_ms=outcome.missing_from_ms,
                 missing_to_ms=outcome.missing_to_ms,
-                rest_calls=int(getattr(self.rest, "calls", 0)) - calls_before,
+                rest_calls=self._calls.pop(gap.topic, 0),
                 time=self._clock.monotonic(),
             ),
         )
@@ -156,6 +157,7 @@ class PublicBackfill:
         if since is None:
             since = gap.down_since_wall_ms
         limit = trade_fetch_limit(self.category)
+        self._calls[gap.topic] += 1
         fetched: Sequence[Trade] = await self.rest.recent_trades(self.category, symbol, limit=limit)
         out, outcome = self.trades.merge(gap.topic, fetched, since_ms=since, limit=limit)
         if out:
@@ -178,6 +180,7 @@ class PublicBackfill:
         recovered = duplicates = 0
         now_ms = self._clock.wall_ms()
         for _ in range(_MAX_KLINE_PAGES):
+            self._calls[gap.topic] += 1
             fetched: Sequence[Kline] = await self.rest.klines(
                 self.category, symbol, interval, start=start, end=now_ms, limit=_KLINE_PAGE
             )

@@ -208,7 +208,8 @@ class KlineTracker:
     ) -> tuple[list[Kline], Outcome]:
         """Which fetched candles to publish as confirmed (oldest first), and the outcome.
 
-        A candle counts as closed when ``start + interval <= now_ms``; the open one is skipped.
+        A candle counts as closed when a newer one was fetched (Bybit always includes the open
+        candle) or when ``start + interval <= now_ms``; the open one is left to the live stream.
         """
         length = interval_ms(interval)
         if length is None:
@@ -216,19 +217,17 @@ class KlineTracker:
         confirmed = self._confirmed.get(topic)
         if confirmed is None:
             confirmed = self._confirmed[topic] = _Seen(self.max_seen)
+        newest = max((k.start for k in fetched), default=None)
         out: list[Kline] = []
         duplicates = 0
         for kline in sorted(fetched, key=lambda k: k.start):
-            if kline.start + length > now_ms:
+            if kline.start == newest and kline.start + length > now_ms:
                 continue  # still open: the live stream carries it
             if not confirmed.add(str(kline.start)):
                 duplicates += 1
                 continue
-            out.append(
-                msgspec.structs.replace(
-                    kline, confirm=True, end=kline.start + length - 1, interval=interval
-                )
-            )
+            end = kline.end if kline.end > kline.start else kline.start + length - 1
+            out.append(msgspec.structs.replace(kline, confirm=True, end=end, interval=interval))
         if out and out[-1].start > self.last_start.get(topic, -1):
             self.last_start[topic] = out[-1].start
         return out, Outcome(len(out), duplicates, True, "ok")
