@@ -538,3 +538,28 @@ async def test_shapes_match_the_examples() -> None:
         reduce_only = rest_example("order_create_request_reduce_only.json")
         reduce_only["qty"], reduce_only["price"] = "0.01", "90000"
         assert (await post(emu, rest, reduce_only)).code == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("rest", "yes"),
+        ("rest_port", -1),
+        ("rest_port", 70000),
+        ("rest_page_size", 0),
+        ("rest_page_size", True),
+        ("rest_history_lag", -1.0),
+        ("rest_rate_scale", 0),
+        ("rest_rate_limits", {"/v5/order/create": 0}),
+        ("rest_rate_limits", {"order/create": 5}),
+    ],
+)
+def test_rest_config_is_validated(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        EmulatorConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_rest_port_must_differ_from_the_websocket_port() -> None:
+    with pytest.raises(ValueError, match="rest_port"):
+        EmulatorConfig(port=9100, rest_port=9100)
+    assert EmulatorConfig(rest_page_size=None, rest_history_lag=0.5).rest_history_lag == 0.5

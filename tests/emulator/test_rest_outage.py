@@ -175,3 +175,14 @@ async def test_control_endpoints_for_outage_link_funding_and_failures() -> None:
         assert reply["result"] == 4 and emu.pending_rest_failures() == []
         code, reply = control.handle(emu, "/control/outage?key=nobody")
         assert code == 404
+
+
+async def test_outage_without_the_rest_server() -> None:
+    async with running(auto_tick=False, rest=False) as emu:
+        with pytest.raises(RuntimeError):
+            emu.rest_url()
+        placed = emu.trading.execute(emu.trading.by_key(KEY), "order.create", limit_order())
+        assert placed.code == 0
+        summary = emu.outage_events(KEY, fills=0, partial_fills=0, cancels=1, new_orders=1)
+        assert summary.cancelled == (placed.data["orderId"],)
+        assert sorted(summary.statuses.values()) == ["Cancelled", "New"]

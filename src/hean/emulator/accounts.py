@@ -200,6 +200,8 @@ class UserOrder:
     reject_reason: str = "EC_NoError"
     created_ms: int = 0
     updated_ms: int = 0
+    number: int = 0
+    """Its place among the account's orders (0, 1, …; set by :meth:`Account.add_order`)."""
 
     @property
     def order_id(self) -> str:
@@ -382,9 +384,12 @@ class Account:
         self.cum_realised: dict[str, Decimal] = {}
         self.orders: dict[str, UserOrder] = {}
         self._history: deque[str] = deque()
+        self._order_count = 0
         self.open: dict[str, UserOrder] = {}
         self.links: dict[str, str] = {}
         """``orderLinkId`` -> ``orderId`` of open orders."""
+        self.closed: dict[str, None] = {}
+        """Ids of closed orders in the order they closed (the most recent 10,000)."""
         self.positions: dict[tuple[str, str], PositionState] = {}
         self.executions: deque[dict[str, object]] = deque(maxlen=_HISTORY)
         self.executions_total = 0
@@ -403,6 +408,8 @@ class Account:
 
     def add_order(self, order: UserOrder) -> None:
         """Record a new order (:meth:`settle_order` files it as open once it rests)."""
+        order.number = self._order_count
+        self._order_count += 1
         self.orders[order.order_id] = order
         self._history.append(order.order_id)
         while len(self._history) > _HISTORY:
@@ -420,6 +427,10 @@ class Account:
         self.open.pop(order.order_id, None)
         if order.order_link_id and self.links.get(order.order_link_id) == order.order_id:
             del self.links[order.order_link_id]
+        if order.order_id not in self.closed:
+            self.closed[order.order_id] = None
+            if len(self.closed) > _HISTORY:
+                del self.closed[next(iter(self.closed))]
 
     def find_open(self, category: str, order_id: object, link_id: object) -> UserOrder | None:
         order: UserOrder | None = None

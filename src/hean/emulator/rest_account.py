@@ -124,21 +124,22 @@ def _page_size(call: Call, default: int, most: int) -> int:
     return limit_param(call.params, default, most, call.emu.config.rest_page_size)
 
 
-def _cursor_parts(call: Call, prefix: str) -> tuple[int, str] | None:
-    """``(time, id)`` from a cursor made by :func:`_make_cursor` (``None`` without one)."""
+def _cursor_parts(call: Call, prefix: str) -> tuple[int, int] | None:
+    """``(createdTime, order number)`` from a cursor made by :func:`_make_cursor` (``None``
+    without one)."""
     cursor = text_param(call.params, "cursor")
     if cursor is None:
         return None
     head, sep, rest = cursor.partition("=")
     body = rest.rstrip("&")
-    ms, _, ident = body.partition(":")
-    if head != prefix or not sep or not ms.isdigit() or not ident:
+    ms, _, number = body.partition(":")
+    if head != prefix or not sep or not ms.isdigit() or not number.isdigit():
         raise RestError(10001, "params error: cursor invalid")
-    return int(ms), ident
+    return int(ms), int(number)
 
 
-def _make_cursor(prefix: str, ms: int, ident: str) -> str:
-    return encode_cursor(f"{prefix}={ms}:{ident}&")
+def _make_cursor(prefix: str, order: UserOrder) -> str:
+    return encode_cursor(f"{prefix}={order.created_ms}:{order.number}&")
 
 
 def _time_window(call: Call, now: int) -> tuple[int, int]:
@@ -191,7 +192,7 @@ def _by_id(acct: Account, order_id: str | None, link: str | None) -> list[UserOr
 
 
 def _newest_first(orders: Iterable[UserOrder]) -> list[UserOrder]:
-    return sorted(orders, key=lambda o: (o.created_ms, o.order_id), reverse=True)
+    return sorted(orders, key=lambda o: (o.created_ms, o.number), reverse=True)
 
 
 def _orders_page(
@@ -199,17 +200,22 @@ def _orders_page(
 ) -> dict[str, object]:
     after = _cursor_parts(call, prefix)
     if after is not None:
-        orders = [o for o in orders if (o.created_ms, o.order_id) < after]
+        orders = [o for o in orders if (o.created_ms, o.number) < after]
     page = orders[:limit]
-    cursor = _make_cursor(prefix, page[-1].created_ms, page[-1].order_id) if page else ""
+    cursor = _make_cursor(prefix, page[-1]) if page else ""
     return {"list": [order_rest(o, keys) for o in page], "nextPageCursor": cursor}
 
 
 def _closed_cache(acct: Account, category: str) -> list[UserOrder]:
-    """The account's most recent 500 closed orders of a category, newest first."""
-    closed = [o for o in acct.orders.values() if o.category == category and not o.is_open]
-    closed.sort(key=lambda o: (o.updated_ms, o.order_id), reverse=True)
-    return closed[:_CLOSED_CACHE]
+    """The account's most recent 500 closed orders of a category, most recently closed first."""
+    out: list[UserOrder] = []
+    for order_id in reversed(acct.closed):
+        order = acct.orders.get(order_id)
+        if order is not None and order.category == category:
+            out.append(order)
+            if len(out) == _CLOSED_CACHE:
+                break
+    return out
 
 
 # -- queries -------------------------------------------------------------------------------------

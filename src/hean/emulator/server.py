@@ -105,8 +105,10 @@ class Emulator(MarketAPI):
     """Bybit V5 WebSocket emulator: public market data, private account streams, order entry.
 
     Use ``async with Emulator(config) as emu`` (or :meth:`start` / :meth:`stop`), then connect
-    to :meth:`url` (``url("linear")``, ``url("private")``, ``url("trade")``). All methods must be
-    called from the event loop thread.
+    to :meth:`url` (``url("linear")``, ``url("private")``, ``url("trade")``); the REST API is at
+    :meth:`rest_url` (:mod:`hean.emulator.rest`; failure switches ``inject_rest_*``, funding
+    :meth:`charge_funding`, the private-outage scenario :meth:`private_outage`). All methods must
+    be called from the event loop thread.
     """
 
     def __init__(self, config: EmulatorConfig | None = None, *, clock: Clock | None = None) -> None:
