@@ -19,7 +19,15 @@ escalation), :class:`ExecutionQuality` (``ws_ok``, reasons, RTT, lag, ``since``)
 """
 
 from hean.health.metrics import HealthCollector, Histogram, build_registry, reason_label
-from hean.health.monitor import Feed, FeedStatus, HealthMonitor, public_url, recycle_connection
+from hean.health.monitor import (
+    AccountFeed,
+    AccountStatus,
+    Feed,
+    FeedStatus,
+    HealthMonitor,
+    public_url,
+    recycle_connection,
+)
 from hean.health.quality import ConnectionView, ExecutionQuality, assess
 from hean.health.server import HealthServer, is_loopback
 from hean.health.staleness import (
@@ -38,6 +46,8 @@ from hean.health.staleness import (
 __all__ = [
     "DEFAULT_FIELD_THRESHOLDS",
     "DEFAULT_THRESHOLDS",
+    "AccountFeed",
+    "AccountStatus",
     "ConnectionView",
     "ExecutionQuality",
     "Feed",

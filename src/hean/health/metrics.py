@@ -41,6 +41,13 @@ metric                                    type      labels
 ``hean_auth_state``                       gauge     connection, state (one-hot)
 ``hean_auth_failures_total``              counter   connection, reason
 ``hean_subscriptions_rejected``           gauge     connection
+``hean_account_in_sync``                  gauge     account
+``hean_account_reconciliations_total``    counter   account, result (ok / failed)
+``hean_account_last_reconcile_seconds``   gauge     account
+``hean_account_last_reconcile_rest_calls`` gauge    account
+``hean_account_rest_calls_total``         counter   account
+``hean_account_executions_total``         counter   account
+``hean_account_duplicate_executions_total`` counter account
 ``hean_bus_queue_depth``                  gauge     subscriber, event_type
 ``hean_bus_delivered_total``              counter   subscriber, event_type
 ``hean_bus_dropped_total``                counter   subscriber, event_type
@@ -195,7 +202,50 @@ class HealthCollector(Collector):
         yield changes
         yield from self._connections(now)
         yield from self._topics(now)
+        yield from self._accounts()
         yield from self._bus()
+
+    def _accounts(self) -> Iterator[Metric]:
+        a = ["account"]
+        in_sync = GaugeMetricFamily(
+            "hean_account_in_sync", "1 when the account view is reconciled", labels=a
+        )
+        runs = CounterMetricFamily(
+            "hean_account_reconciliations",
+            "Reconciliation runs ended, by result",
+            labels=["account", "result"],
+        )
+        duration = GaugeMetricFamily(
+            "hean_account_last_reconcile_seconds", "Duration of the last run", labels=a
+        )
+        calls = GaugeMetricFamily(
+            "hean_account_last_reconcile_rest_calls", "REST requests of the last run", labels=a
+        )
+        rest = CounterMetricFamily(
+            "hean_account_rest_calls", "REST requests made by reconciliation runs", labels=a
+        )
+        execs = CounterMetricFamily(
+            "hean_account_executions", "Distinct executions delivered (stream and REST)", labels=a
+        )
+        dups = CounterMetricFamily(
+            "hean_account_duplicate_executions",
+            "Executions dropped as already delivered",
+            labels=a,
+        )
+        for name, status in sorted(self.monitor.accounts.items()):
+            stats = status.account.stats
+            core = stats.state
+            in_sync.add_metric([name], 1.0 if status.account.in_sync else 0.0)
+            runs.add_metric([name, "ok"], float(core.runs_ok))
+            runs.add_metric([name, "failed"], float(core.runs_failed))
+            last = stats.last_run
+            if last is not None:
+                duration.add_metric([name], last.duration)
+                calls.add_metric([name], float(last.rest_calls))
+            rest.add_metric([name], float(stats.rest_calls))
+            execs.add_metric([name], float(core.executions_seen))
+            dups.add_metric([name], float(core.duplicate_executions))
+        yield from (in_sync, runs, duration, calls, rest, execs, dups)
 
     def _connections(self, now: float) -> Iterator[Metric]:
         c = ["connection"]

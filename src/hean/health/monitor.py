@@ -64,7 +64,15 @@ from hean.health.staleness import (
     topic_kind,
 )
 
-__all__ = ["Feed", "FeedStatus", "HealthMonitor", "public_url", "recycle_connection"]
+__all__ = [
+    "AccountFeed",
+    "AccountStatus",
+    "Feed",
+    "FeedStatus",
+    "HealthMonitor",
+    "public_url",
+    "recycle_connection",
+]
 
 log = logging.getLogger("hean.health")
 
@@ -94,6 +102,40 @@ class Feed(Protocol):
     @property
     def connection(self) -> WsConnection: ...
     def recycle(self, reason: str = ...) -> None: ...
+
+
+class AccountFeed(Protocol):
+    """An account view the monitor can watch, e.g. :class:`hean.account.Account`: its private
+    connection is watched like any other, and ``ws_ok`` is false while it is not in sync."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def in_sync(self) -> bool: ...
+    @property
+    def private(self) -> Any: ...
+    @property
+    def stats(self) -> Any: ...
+
+
+@dataclass(slots=True)
+class AccountStatus:
+    """What the monitor keeps about one account (read-only for users)."""
+
+    account: AccountFeed
+    required: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.account.name
+
+    def sync_state(self) -> str:
+        """``in_sync``, ``reconciling`` or ``failing`` (the last run failed; retrying)."""
+        if self.account.in_sync:
+            return "in_sync"
+        if getattr(self.account.stats, "consecutive_failures", 0):
+            return "failing"
+        return "reconciling"
 
 
 @dataclass(slots=True)
@@ -201,6 +243,9 @@ class HealthMonitor:
         self.staleness = StalenessMonitor(policy)
         self.quality = ExecutionQuality(bus.publish, now=now)
         self.feeds: dict[str, FeedStatus] = {}
+        self.accounts: dict[str, AccountStatus] = {}
+        """Watched account views (see :meth:`add_account`)."""
+        self._buses: list[Any] = []
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         """Recent connection state changes (newest last)."""
         self.rates: dict[tuple[str, str], deque[float]] = {}
@@ -232,6 +277,25 @@ class HealthMonitor:
         self.feeds[feed.name] = status
         self._routes.setdefault(_category(feed), {})
         self._sync(self.clock.monotonic())
+        return status
+
+    def add_account(self, account: AccountFeed, *, required: bool = True) -> AccountStatus:
+        """Watch an account view (e.g. :class:`hean.account.Account`): ``ws_ok`` is false and
+        ``/health`` says ``account <name> reconciling`` from a private gap until the
+        reconciliation that follows completes; its private connection is watched too (state,
+        auth, ping), from the account's own bus when it has one."""
+        if account.name in self.accounts:
+            raise ValueError(f"an account named {account.name!r} is already watched")
+        status = AccountStatus(account, required=required)
+        self.accounts[account.name] = status
+        private = account.private
+        if private is not None and private.name not in self.feeds:
+            self.add(private, required=required)
+        bus = getattr(private, "bus", None)
+        if bus is not None and bus is not self.bus and all(b is not bus for b in self._buses):
+            self._buses.append(bus)
+            if self._subs:
+                self._subs.extend(self._subscribe_control(bus))
         return status
 
     def remove(self, name: str) -> FeedStatus | None:
@@ -278,10 +342,17 @@ class HealthMonitor:
                 bus.subscribe(EventType.TRADE, self._on_trade, name="health"),
                 bus.subscribe(EventType.KLINE, self._on_kline, name="health"),
                 bus.subscribe(EventType.LIQUIDATION, self._on_liquidation, name="health"),
-                bus.subscribe(EventType.CONNECTION_STATE, self._on_state, name="health"),
-                bus.subscribe(EventType.SUBSCRIPTION, self._on_subscription, name="health"),
-                bus.subscribe(EventType.AUTH, self._on_auth, name="health"),
+                *self._subscribe_control(bus),
             ]
+            for extra in self._buses:
+                self._subs.extend(self._subscribe_control(extra))
+
+    def _subscribe_control(self, bus: Any) -> list[Subscription]:
+        return [
+            bus.subscribe(EventType.CONNECTION_STATE, self._on_state, name="health"),
+            bus.subscribe(EventType.SUBSCRIPTION, self._on_subscription, name="health"),
+            bus.subscribe(EventType.AUTH, self._on_auth, name="health"),
+        ]
 
     async def stop(self) -> None:
         """Stop checking and leave the bus."""
@@ -407,6 +478,14 @@ class HealthMonitor:
             if status.required:
                 for topic, why in sorted(status.rejected.items()):
                     reasons.append(f"subscription {topic} rejected ({why})")
+        for acct in self.accounts.values():
+            if not acct.required:
+                continue
+            sync = acct.sync_state()
+            if sync == "reconciling":
+                reasons.append(f"account {acct.name} reconciling")
+            elif sync == "failing":
+                reasons.append(f"account {acct.name} reconciling (last run failed, retrying)")
         rtts = [
             s.feed.session.heartbeat.rtt
             for s in self.feeds.values()
@@ -585,6 +664,8 @@ class HealthMonitor:
         for s in self.feeds.values():
             if s.required and s.feed.session.state is not ConnectionState.LIVE:
                 return "down"
+        if any(a.required and a.sync_state() == "failing" for a in self.accounts.values()):
+            return "down"
         if any(w.stage is Stage.DOWN for w in self.staleness if w.required):
             return "down"
         return "degraded"
@@ -616,6 +697,43 @@ class HealthMonitor:
             "rejected_topics": dict(status.rejected),
         }
 
+    def _account_doc(self, status: AccountStatus) -> dict[str, Any]:
+        stats = status.account.stats
+        core = getattr(stats, "state", None)
+        last = getattr(stats, "last_run", None)
+        retry_in = getattr(stats, "retry_in", None)
+        return {
+            "sync": status.sync_state(),
+            "in_sync": status.account.in_sync,
+            "required": status.required,
+            "private_connection": getattr(status.account.private, "name", None),
+            "open_orders": getattr(core, "open_orders", None),
+            "positions": getattr(core, "positions", None),
+            "runs": getattr(core, "runs", None),
+            "runs_failed": getattr(core, "runs_failed", None),
+            "consecutive_failures": getattr(stats, "consecutive_failures", None),
+            "retry_in_s": None if retry_in is None else round(retry_in, 3),
+            "rest_calls": getattr(stats, "rest_calls", None),
+            "executions_seen": getattr(core, "executions_seen", None),
+            "duplicate_executions": getattr(core, "duplicate_executions", None),
+            "buffered": getattr(core, "buffered", None),
+            "last_run": None
+            if last is None
+            else {
+                "trigger": last.trigger,
+                "ok": last.ok,
+                "error": last.error,
+                "duration_s": round(last.duration, 4),
+                "rest_calls": last.rest_calls,
+                "orders_changed": last.orders_changed,
+                "orders_closed": last.orders_closed,
+                "external_orders": last.external_orders,
+                "executions_new": last.executions_new,
+                "positions_changed": last.positions_changed,
+                "wallet_changed": last.wallet_changed,
+            },
+        }
+
     def _topic_doc(self, w: TopicWatch, now: float) -> dict[str, Any]:
         age = w.age(now)
         return {
@@ -635,8 +753,9 @@ class HealthMonitor:
         """``(ok, document)`` for ``/health``: ok is ``quality.ws_ok``.
 
         The document: ``status``, ``ws_ok``, ``reasons``, ``ping_rtt_ms``, ``lag_ms``, ``since``,
-        ``for_s``, ``connections`` (name -> state, reason, breaker, auth, ...) and ``topics``
-        (connection name -> topic -> age, threshold, stage, ...).
+        ``for_s``, ``connections`` (name -> state, reason, breaker, auth, ...), ``topics``
+        (connection name -> topic -> age, threshold, stage, ...) and ``accounts`` (name -> sync
+        ``in_sync`` / ``reconciling`` / ``failing``, the last reconciliation run, counters).
         """
         if now is None:
             now = self.clock.monotonic()
@@ -649,6 +768,7 @@ class HealthMonitor:
             **q.as_dict(now),
             "connections": {n: self._connection_doc(s, now) for n, s in self.feeds.items()},
             "topics": topics,
+            "accounts": {n: self._account_doc(a) for n, a in self.accounts.items()},
         }
         return q.ws_ok, doc
 
