@@ -31,21 +31,27 @@ When the account runs a reconciliation (rest.md §9; :mod:`hean.account.core` ha
 * ``recheck``: ``recheck_delay`` seconds after a run that left orders *unconfirmed* (held open,
   found neither open nor in the lagging order history), at most ``max_rechecks`` times in a row.
 
-REST calls of one run (the budget), with ``C`` categories, ``S`` settle coins (linear only;
-other categories count one), ``W`` execution windows (``ceil(gap / 7 days)``, usually 1), ``E``
-executions, ``O`` open orders, ``P`` open positions, ``M`` orders missing from the open set,
-``Q`` positions to fetch by symbol::
+REST calls of one run (the budget). Per paginated query of ``n`` items with page size ``L`` at
+most ``ceil(n / L) + 1`` requests: Bybit returns a cursor even after a page that was not full,
+and the client stops on an empty page or an empty cursor. With ``W`` execution windows
+(``ceil(window / 7 days)``, usually 1), ``E`` executions, ``O`` open orders, ``P`` open
+positions, ``M`` orders held open but missing from the open set, ``Q`` positions to fetch by
+symbol (held open but not listed, or traded by a fill the run learned)::
 
-    sum over categories of W * max(1, ceil(E_c / 100))        executions
-  + sum over categories x settle coins of max(1, ceil(O / 50))   open orders
-  + 2 * M (at most: realtime, then history)                    look-ups by id
-  + sum over non-spot categories x settle coins of max(1, ceil(P / 200))   positions
-  + Q                                                          positions by symbol
+    sum over categories and windows of  ceil(E / 100) + 1        executions
+  + sum over order scopes of            ceil(O / 50) + 1         open orders
+  + 2 * M                     (realtime by id, then history)   look-ups by id
+  + sum over position scopes of         ceil(P / 200) + 1        positions
+  + 2 * Q                                                      positions by symbol
   + 1                                                          wallet
 
-For the defaults (linear, USDT) and a short gap: ``4 + 2M + Q`` plus one per extra page; retries
-of the REST client come on top. ``ReconciledEvent.rest_calls`` reports what a run used (the
-client's ``calls`` counter over the run).
+A scope is a category, except linear, which is one scope per settle coin; spot has no
+positions. For the defaults (linear, USDT) and a short gap with fewer than 50 open orders and
+100 executions: at most ``7 + 2M + 2Q`` (``4`` when nothing is missing and there is nothing to
+page over). Retries of the REST client come on top. ``ReconciledEvent.rest_calls`` reports what a
+run used (the client's ``calls`` counter over the run, so requests made by other code at the
+same time are included); a periodic audit (``audit_interval``) spends one such run per
+interval.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import msgspec
 
@@ -71,6 +77,7 @@ from hean.core.events import (
 )
 from hean.core.lifecycle import ConnectionState
 from hean.core.secrets import Secret
+from hean.exchange.bybit.protocol.auth import ClockOffset
 from hean.exchange.bybit.state.private import (
     Execution,
     FastExecution,
@@ -101,7 +108,7 @@ class _WalletSnapshot(Protocol):
     def wallets(self) -> list[Wallet]: ...
 
     @property
-    def time(self) -> int: ...
+    def time(self) -> int | None: ...
 
 
 class RestAccountClient(Protocol):
@@ -116,7 +123,7 @@ class RestAccountClient(Protocol):
         *,
         start_time: int | None = None,
         end_time: int | None = None,
-        limit: int = 100,
+        limit: int | None = 100,
     ) -> AsyncIterator[Execution]: ...
 
     def open_orders(
@@ -125,11 +132,11 @@ class RestAccountClient(Protocol):
         *,
         settle_coin: str | None = None,
         order_id: str | None = None,
-        limit: int = 50,
+        limit: int | None = 50,
     ) -> AsyncIterator[Order]: ...
 
     def order_history(
-        self, category: str, *, order_id: str | None = None, limit: int = 50
+        self, category: str, *, order_id: str | None = None, limit: int | None = 50
     ) -> AsyncIterator[Order]: ...
 
     def positions(
@@ -138,7 +145,7 @@ class RestAccountClient(Protocol):
         *,
         symbol: str | None = None,
         settle_coin: str | None = None,
-        limit: int = 200,
+        limit: int | None = 200,
     ) -> AsyncIterator[Position]: ...
 
     async def wallet_balance(self, account_type: str = "UNIFIED") -> _WalletSnapshot: ...
@@ -167,6 +174,13 @@ class RestAccountClient(Protocol):
         order_link_id: str | None = None,
         **extra: Any,
     ) -> Any: ...
+
+
+if TYPE_CHECKING:  # the REST client fulfils the protocol (checked by mypy, free at run time)
+    from hean.exchange.bybit.rest import BybitRestClient
+
+    def _fits(client: BybitRestClient) -> RestAccountClient:
+        return client
 
 
 class AccountError(RuntimeError):
@@ -276,6 +290,10 @@ class Account:
                     "its private WebSocket, or pass private="
                 )
             internal = EventBus()
+            options = dict(private_options or {})
+            offset = getattr(rest, "clock_offset", None)
+            if isinstance(offset, ClockOffset):
+                options.setdefault("clock_offset", offset)  # one measurement for both
             private = BybitPrivateWebSocket(
                 internal,
                 api_key=key,
@@ -283,7 +301,7 @@ class Account:
                 testnet=testnet,
                 url=private_url,
                 clock=self.clock,
-                **(private_options or {}),
+                **options,
             )
             self._private_bus = internal
         else:
@@ -699,7 +717,8 @@ class Account:
         # 5. the wallet last (it reflects the fills)
         snapshot = await rest.wallet_balance("UNIFIED")
         now, wall = self._now()
-        self._publish(state.rest_wallet(snapshot.wallets, snapshot.time, now=now, wall_ms=wall))
+        at = snapshot.time if snapshot.time is not None else self._server_ms()
+        self._publish(state.rest_wallet(snapshot.wallets, at, now=now, wall_ms=wall))
 
     async def _lookup(self, category: str, order_id: str) -> Order | None:
         async for order in self.rest.open_orders(category, order_id=order_id):
