@@ -496,3 +496,18 @@ async def test_categories_and_settle_coins_are_each_queried(world: World) -> Non
     assert w.rest.calls_by_path[EXECUTIONS] == 3
     assert w.rec.events[EventType.RECONCILED][-1].rest_calls == 3 + 4 + 3 + 1
     await account.stop()
+
+
+async def test_stop_during_a_run_ends_it_and_wakes_waiters(world: World) -> None:
+    w = world
+    account = await started(w)
+    entered, _release = w.rest.pause(EXECUTIONS)
+    waiter = asyncio.create_task(account.reconcile())
+    await entered.wait()
+    w.publish(EventType.ORDER_UPDATE, order_event(order("o1", t=w.t)))  # held
+    await account.stop()
+    summary = await asyncio.wait_for(waiter, 1.0)
+    assert summary.trigger == "manual" and not summary.ok and summary.error == "stopped"
+    assert summary.buffered == 1 and "o1" in account.orders  # released, not lost
+    assert not account.state.in_run and not account.in_sync
+    assert w.rec.sync()[-1] == (False, "stopped")

@@ -9,6 +9,7 @@ order history lagging, a funding execution."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 from collections import Counter, defaultdict
@@ -463,3 +464,64 @@ async def test_a_position_closed_during_the_outage_is_fetched_by_symbol(
     assert run.positions_changed == 1
     assert emu.account(KEY).position("linear", SYMBOL)["seq"] == held.seq  # type: ignore[index]
     await account.stop()
+
+
+async def test_a_failing_run_is_retried_with_backoff_until_in_sync(
+    bus: EventBus, rest: BybitRestClient, emu: Emulator
+) -> None:
+    rec = Recorder(bus)
+    account = make_account(bus, rest, emu)
+    await account.start()
+    mine = await place_resting(account, emu, 3)
+    await until(lambda: set(mine) <= set(account.orders))
+    emu.inject_rest_error(10005, count=2, path="/v5/position/list")  # not retried by the client
+    summary = await emu.private_outage(
+        KEY, fills=1, partial_fills=0, cancels=1, new_orders=0, seed=3, hold=ms(20)
+    )
+    await in_sync_and_equal(account, emu)
+    assert [(r.trigger, r.ok) for r in rec.runs()] == [
+        ("start", True),
+        ("gap", False),
+        ("retry", False),
+        ("retry", True),
+    ]
+    failed = rec.runs()[1]
+    assert failed.error is not None and "10005" in failed.error
+    assert not any(e.in_sync for e in rec.events[EventType.ACCOUNT_SYNC][2:-1])
+    delivered = assert_exactly_once(rec, emu)
+    assert set(summary.exec_ids) <= set(delivered)
+    await account.stop()
+
+
+async def test_no_secret_or_signature_reaches_a_log_record(
+    bus: EventBus, rest: BybitRestClient, emu: Emulator
+) -> None:
+    records: list[logging.LogRecord] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    root = logging.getLogger()
+    handler = Capture(level=1)
+    saved = {name: logging.getLogger(name).level for name in ("", "picows", "hean", "aiohttp")}
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    for name in ("picows", "hean", "aiohttp"):
+        logging.getLogger(name).setLevel(1)
+    try:
+        account = make_account(bus, rest, emu)
+        await account.start()
+        await place_resting(account, emu, 2)
+        await emu.private_outage(KEY, fills=1, partial_fills=0, cancels=1, new_orders=0, seed=2)
+        await in_sync_and_equal(account, emu)
+        await account.stop()
+    finally:
+        root.removeHandler(handler)
+        for name, level in saved.items():
+            logging.getLogger(name or None).setLevel(level)
+    assert any(r.name.startswith("hean.account") for r in records)
+    for record in records:
+        text = record.getMessage() + (record.exc_text or "") + (record.stack_info or "")
+        assert SECRET not in text, record
+    assert SECRET not in repr(account) and SECRET not in repr(account.stats)

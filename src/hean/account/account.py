@@ -411,6 +411,9 @@ class Account:
         for sub in self._subs:
             sub.unsubscribe()
         self._subs.clear()
+        while self.state.in_run:  # a run cut short (and any queued one) ends as failed
+            now, wall = self._now()
+            self._publish_end(self.state.fail(now, wall, "stopped"), "stopped")
         if self._owns_private:
             await self.private.disconnect()
             await self._private_bus.stop()
