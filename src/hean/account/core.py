@@ -13,6 +13,10 @@ What it holds
 * **Positions** by ``(category, symbol, positionIdx)`` (flat ones too; one entry per position the
   account ever had, so bounded by the instruments traded).
 * **Wallets** by account type (``UNIFIED``), each with its coins; :meth:`AccountState.balance`.
+  A REST snapshot is a new baseline (coins it does not list are gone). A stream message counts
+  only if its ``creationTime`` is later than the last REST snapshot's envelope ``time``; each coin
+  it lists then replaces the held one unless a later message already set that coin (and likewise
+  for the account-level fields), so a late message cannot undo a newer one.
 * **Executions**, de-duplicated by ``execId``: the ids of the last ``max_exec_ids`` (default
   10,000) executions seen, first in first out, and the last ``max_recent_executions`` (default
   1,000) executions themselves. Exactly once holds for those 10,000 ids; beyond that it is at most
@@ -41,12 +45,15 @@ stays open, is marked *unconfirmed* and is looked up again by the next run, neve
 invented status), positions per category (linear: per settle coin), the positions
 :meth:`AccountState.missing_positions` names fetched by symbol (a settle-coin query lists open
 positions only, so one closed during the gap would otherwise stay open here), and the wallet
-last. Everything REST changes is returned as the
-normal typed event with ``reconciled=True``. :meth:`AccountState.finish` releases the held stream
-events through the same merge rules (a stream wallet message counts only if its
-``creationTime`` is later than the REST snapshot's envelope ``time``) and returns the
+last. Everything REST changes is returned as the normal typed event with ``reconciled=True``.
+:meth:`AccountState.finish` releases the held stream events through the same merge rules (the
+wallet rule above drops the ones older than the snapshot) and returns the
 :class:`~hean.core.events.ReconciledEvent`; :meth:`AccountState.fail` ends a failed run the same
 way, with ``ok=False``.
+
+In sync (:attr:`AccountState.in_sync`): ``False`` until the first run completes, from
+:meth:`AccountState.link_down` (the private link was lost) or a gap until the run after it
+completes, and after a failed run.
 
 One run at a time: a gap (or any trigger) while a run is in progress queues exactly one more run,
 which :meth:`AccountState.finish` begins at once (buffering stays on); more gaps meanwhile fold
@@ -58,9 +65,9 @@ Buffer bound: the held events are never dropped (account events must not be lost
 counts each event beyond the bound and :attr:`RunEnd.overflowed` tells the shell to raise an alarm.
 
 Execution window of a run: from ``min(last execTime seen, start of the gap)`` (or, when neither is
-known, the start of the run), never earlier than the start of the last successful run, minus
-``margin_ms`` (default 10,000), never earlier than the newest evicted ``execId``'s ``execTime``;
-to the run's REST time.
+known, the start of the run), but not before the start of the last successful run, minus
+``margin_ms`` (default 10,000), and always after the ``execTime`` of the newest evicted
+``execId``; up to the server time when the run reads executions, in windows of at most 7 days.
 """
 
 from __future__ import annotations
