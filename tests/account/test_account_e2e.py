@@ -525,3 +525,16 @@ async def test_no_secret_or_signature_reaches_a_log_record(
         text = record.getMessage() + (record.exc_text or "") + (record.stack_info or "")
         assert SECRET not in text, record
     assert SECRET not in repr(account) and SECRET not in repr(account.stats)
+
+
+async def test_credentials_come_from_the_rest_client(
+    emu: Emulator, bus: EventBus, rest: BybitRestClient
+) -> None:
+    assert rest.api_secret is not None and SECRET not in repr(rest.api_secret)
+    account = make_account(bus, rest, emu, api_key=None, api_secret=None)
+    await account.start()
+    try:
+        assert account.in_sync and account.private.state.value == "live"
+        assert SECRET not in repr(account) and SECRET not in repr(account.private)
+    finally:
+        await account.stop()

@@ -1,4 +1,4 @@
-"""The ``hean`` command: ``hean monitor``, ``hean serve`` and ``hean sim``."""
+"""The ``hean`` command: ``hean monitor``, ``hean serve``, ``hean account`` and ``hean sim``."""
 
 from __future__ import annotations
 
@@ -112,6 +112,29 @@ def _add_http_options(p: argparse.ArgumentParser, default_port: int | None) -> N
         help="address for the HTTP server (default 127.0.0.1; giving one allows a "
         "non-loopback address: health and metrics then reach other machines)",
     )
+
+
+def _http_url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"URL must start with http:// or https://, got {text!r}")
+    return text.rstrip("/")
+
+
+def _categories(text: str) -> tuple[str, ...]:
+    items = tuple(dict.fromkeys(c.strip().lower() for c in text.split(",") if c.strip()))
+    bad = [c for c in items if c not in CATEGORIES]
+    if not items or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected some of {', '.join(CATEGORIES)} (comma-separated), got {text!r}"
+        )
+    return items
+
+
+def _coins(text: str) -> tuple[str, ...]:
+    items = tuple(dict.fromkeys(c.strip().upper() for c in text.split(",") if c.strip()))
+    if not items or not all(re.fullmatch(r"[A-Z0-9]{2,10}", c) for c in items):
+        raise argparse.ArgumentTypeError(f"expected coins such as USDT,USDC, got {text!r}")
+    return items
 
 
 def _url(text: str) -> str:
@@ -272,6 +295,76 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --sim: ticker messages per second per symbol (default 10)",
     )
 
+    acc = sub.add_parser(
+        "account",
+        help="show balances, positions and open orders, then follow them with reconciliation",
+        description=(
+            "Start HEAN's account view (private stream + REST snapshot), print balances, "
+            "positions and open orders, then follow them live; every reconciliation run (start, "
+            "after a private-link gap, on a timer) is shown with what it changed. Keys from "
+            "BYBIT_API_KEY / BYBIT_API_SECRET, or --sim for the built-in emulator's account. "
+            "Exit code 0 when the account ended in sync, 1 when not, 2 when it could not start."
+        ),
+    )
+    awhere = acc.add_mutually_exclusive_group()
+    awhere.add_argument("--testnet", action="store_true", help="Bybit testnet (the default)")
+    awhere.add_argument("--mainnet", action="store_true", help="Bybit mainnet")
+    awhere.add_argument(
+        "--sim",
+        action="store_true",
+        help="start the built-in emulator with a demo account (orders and a position)",
+    )
+    acc.add_argument(
+        "--rest-url",
+        type=_http_url,
+        default=None,
+        metavar="URL",
+        help="REST base URL (default: Bybit's, per --testnet / --mainnet)",
+    )
+    acc.add_argument(
+        "--private-url",
+        type=_url,
+        default=None,
+        metavar="URL",
+        help="private WebSocket URL (default: Bybit's, per --testnet / --mainnet)",
+    )
+    acc.add_argument(
+        "--categories",
+        type=_categories,
+        default=("linear",),
+        help="comma-separated categories to reconcile (default linear)",
+    )
+    acc.add_argument(
+        "--settle-coins",
+        type=_coins,
+        default=("USDT",),
+        help="comma-separated settle coins for linear (default USDT)",
+    )
+    acc.add_argument(
+        "--duration",
+        type=_non_negative_float,
+        default=0.0,
+        help="seconds to follow the account (default 0: until Ctrl-C)",
+    )
+    acc.add_argument("--json", action="store_true", help="print the final account as JSON")
+    acc.add_argument("--no-live", action="store_true", help="no live view: one line per run")
+    acc.add_argument(
+        "--audit-interval",
+        type=_optional_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="also reconcile every SECONDS (default: only at start and after gaps)",
+    )
+    acc.add_argument("--connect-timeout", type=_positive_float, default=10.0, metavar="SECONDS")
+    acc.add_argument(
+        "--sim-outage",
+        type=_optional_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --sim: drop the private link every SECONDS while orders fill, are cancelled "
+        "and are placed elsewhere (default 10; 0 = never)",
+    )
+
     sim = sub.add_parser(
         "sim",
         help="run the built-in Bybit V5 emulator",
@@ -377,6 +470,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_interval=args.check_interval,
         )
         return _run(lambda stop: run_serve(serve_opts, stop_event=stop))
+    if args.command == "account":
+        from hean.cli.account import AccountOptions, run_account
+
+        account_opts = AccountOptions(
+            sim=args.sim,
+            testnet=not args.mainnet,
+            rest_url=args.rest_url,
+            private_url=args.private_url,
+            categories=args.categories,
+            settle_coins=args.settle_coins,
+            duration=args.duration,
+            json_output=args.json,
+            live_view=not args.no_live and not args.json and sys.stderr.isatty(),
+            audit_interval=args.audit_interval,
+            connect_timeout=args.connect_timeout,
+            sim_outage=args.sim_outage,
+        )
+        if args.sim and (args.rest_url or args.private_url):
+            parser.error("--sim runs its own emulator: leave out --rest-url / --private-url")
+        return _run(lambda stop: run_account(account_opts, stop_event=stop))
     if args.command == "sim":
         from hean.cli.sim import SimOptions, run_sim
 

@@ -338,6 +338,13 @@ class BybitRestClient:
         return self._key
 
     @property
+    def api_secret(self) -> Secret | None:
+        """The API secret as a :class:`~hean.core.secrets.Secret` (masked in every repr, log
+        and message; ``reveal()`` is the only way to the text), so other clients of the same
+        account (e.g. :class:`hean.account.Account`'s private WebSocket) can share it."""
+        return self._secret
+
+    @property
     def has_credentials(self) -> bool:
         return self._key is not None
 
