@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 
 import pytest
 from rich.console import Console
@@ -102,3 +103,50 @@ async def test_wrong_key_makes_the_run_unstable(monkeypatch: pytest.MonkeyPatch)
         assert report["private"]["auth"] == "failed"
         assert any("private stream not authenticated" in r for r in report["reasons"])
         assert "nope" not in out.getvalue()
+
+
+def test_sim_private_keeps_the_account_in_sync() -> None:
+    proc = run("monitor", "--sim", "--private", "--duration", "1.5", "--json")
+    assert proc.returncode == 0, proc.stderr
+    private = json.loads(proc.stdout)["private"]
+    assert private["account"] == "in_sync" and private["reconciliations"] >= 1
+    assert private["last_run"].startswith("reconciled (start)")
+
+
+async def test_account_heals_after_an_outage_with_rest_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.health.conftest import http
+
+    async with Emulator(EmulatorConfig(ticker_interval=0.05)) as emu:
+        monkeypatch.setenv("BYBIT_API_KEY", DEFAULT_API_KEY)
+        monkeypatch.setenv("BYBIT_API_SECRET", DEFAULT_API_SECRET)
+        stop = asyncio.Event()
+        out, err = io.StringIO(), io.StringIO()
+        task = asyncio.create_task(
+            run_monitor(
+                opts(emu.url("linear"), rest_url=emu.rest_url(), http_port=0),
+                out=out,
+                stop_event=stop,
+                err_console=Console(file=err, width=300),
+            )
+        )
+        await emu.wait_for(
+            lambda: any(
+                c.path.startswith("/v5/private") and c.subscriptions for c in emu.live_connections()
+            ),
+            timeout=10,
+        )
+        await asyncio.sleep(0.3)
+        await emu.private_outage(DEFAULT_API_KEY, fills=0, partial_fills=0, cancels=0, hold=0.2)
+        await asyncio.sleep(1.0)
+        port = int(re.search(r"dashboard http://127\.0\.0\.1:(\d+)/", err.getvalue())[1])  # type: ignore[index]
+        health = (await http(port, "/health")).json()
+        assert health["accounts"]["account"]["sync"] == "in_sync"
+        assert health["connections"]["private"]["auth"] == "ok"
+        stop.set()
+        assert await asyncio.wait_for(task, 10) == 0
+        private = json.loads(out.getvalue())["private"]
+        assert private["account"] == "in_sync" and private["reconciliations"] == 2
+        assert private["last_run"].startswith("reconciled (gap)")
+        assert private["gaps"] == 4  # order, execution, position, wallet

@@ -207,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
         "with --sim, the emulator's account) and count order/execution/position/wallet events",
     )
     mon.add_argument(
+        "--rest-url",
+        type=_http_url,
+        default=None,
+        metavar="URL",
+        help="with --private and --url: the REST base URL, so the account view (in sync / "
+        "reconciling) is kept too (--sim, --testnet and --mainnet know theirs)",
+    )
+    mon.add_argument(
         "--sim-rate",
         type=_positive_float,
         default=10.0,
@@ -422,6 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sim_rate=args.sim_rate,
             books=args.books,
             private=args.private,
+            rest_url=args.rest_url,
             http_port=args.http,
             http_host=args.http_host or "127.0.0.1",
             allow_remote=args.http_host is not None,

@@ -21,16 +21,19 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from hean.account import Account, AccountError
+from hean.cli.account import describe_run
 from hean.cli.common import start_sim
 from hean.cli.report import MonitorTracker, PrivateStats
 from hean.core.bus import EventBus
 from hean.core.clock import Clock, SystemClock
 from hean.core.config import ConfigError, Settings
-from hean.core.events import EventType
+from hean.core.events import AccountSyncEvent, EventType, ReconciledEvent
 from hean.core.lifecycle import ConnectionState
 from hean.core.secrets import Secret
 from hean.exchange.bybit.protocol.auth import AuthError
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
+from hean.exchange.bybit.rest import BybitRestClient, RestError
 from hean.exchange.bybit.ws_private import BybitPrivateWebSocket
 from hean.exchange.bybit.ws_public import BybitPublicWebSocket, ConnectError
 from hean.health import HealthMonitor, HealthServer
@@ -65,7 +68,11 @@ class MonitorOptions:
     refresh: float = 0.5
     books: int | None = None
     private: bool = False
-    """Also connect the private stream (keys from the environment; ``--sim``: the emulator's)."""
+    """Also connect the private stream (keys from the environment; ``--sim``: the emulator's)
+    and, when a REST URL is known, keep the account view in sync (``hean.account.Account``)."""
+    rest_url: str | None = None
+    """REST base URL for the account view with ``--url`` (``--sim``, testnet and mainnet know
+    theirs)."""
     """Also subscribe ``orderbook.<books>`` and watch best bid/ask, spread and validity."""
     http_port: int | None = None
     """Also serve ``/health``, ``/metrics`` and the dashboard on this port (``--http``)."""
@@ -155,6 +162,9 @@ async def run_monitor(
             f"metrics {server.url}metrics"
         )
     private_ws: BybitPrivateWebSocket | None = None
+    account: Account | None = None
+    private_bus: EventBus | None = None
+    rest: BybitRestClient | None = None
     console.print(f"[bold]hean monitor[/] connecting to {target} ({opts.category}) ...")
     try:
         topics = [f"tickers.{s}" for s in opts.symbols]
@@ -178,15 +188,19 @@ async def run_monitor(
                 out.write(json.dumps({"stable": False, "error": error, "url": target}) + "\n")
             return EXIT_NO_CONNECTION
         if opts.private:
-            private_ws = await _start_private(
-                opts, bus, tracker, clock, console, emulator, url, credentials
+            private_bus = EventBus()
+            await private_bus.start()
+            private_ws, account, rest = await _start_private(
+                opts, bus, private_bus, tracker, clock, console, emulator, url, credentials
             )
+            if health is not None and account is not None:
+                health.add_account(account)  # /health and the dashboard list it
         tracker.started_at = clock.monotonic()
         await _watch(opts, ws, tracker, clock, stop, console)
         now = clock.monotonic()
         stats = ws.stats
         if private_ws is not None:
-            _note_private(tracker, private_ws)
+            _note_private(tracker, private_ws, account)
         report = tracker.report(
             now,
             {
@@ -207,8 +221,14 @@ async def run_monitor(
         )
     finally:
         if private_ws is not None:
-            _note_private(tracker, private_ws)
+            _note_private(tracker, private_ws, account)
+            if account is not None:
+                await account.stop()
             await private_ws.disconnect()
+        if rest is not None:
+            await rest.close()
+        if private_bus is not None:
+            await private_bus.stop()
         if server is not None:
             await server.stop()
         if health is not None:
@@ -301,25 +321,30 @@ PRIVATE_TOPICS = ["order", "execution", "position", "wallet"]
 async def _start_private(
     opts: MonitorOptions,
     bus: EventBus,
+    private_bus: EventBus,
     tracker: MonitorTracker,
     clock: Clock,
     console: Console,
     emulator: Any,
     public_url: str | None,
     credentials: tuple[Secret, Secret] | None,
-) -> BybitPrivateWebSocket:
-    """Connect and subscribe the private stream; failures are reported, not raised."""
+) -> tuple[BybitPrivateWebSocket, Account | None, BybitRestClient | None]:
+    """Connect and subscribe the private stream and, with a REST URL, start the account view
+    on it (one private connection for both); failures are reported, not raised."""
+    rest_url: str | None
     if emulator is not None:
         from hean.emulator.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
 
         url: str | None = emulator.url("private")
         key, secret = Secret.api_key(DEFAULT_API_KEY), Secret.of(DEFAULT_API_SECRET)
+        rest_url = emulator.rest_url()
     else:
         assert credentials is not None
         key, secret = credentials
         url = public_url.split("/v5/", 1)[0] + "/v5/private" if public_url else None
+        rest_url = opts.rest_url
     private = BybitPrivateWebSocket(
-        bus,
+        private_bus,
         api_key=key,
         api_secret=secret,
         testnet=opts.testnet,
@@ -337,17 +362,48 @@ async def _start_private(
         EventType.WALLET_UPDATE: "wallet",
     }
     for event_type, kind in kinds.items():
-        bus.subscribe(event_type, functools.partial(_count, stats, kind), name="monitor")
-    bus.subscribe(EventType.GAP, functools.partial(_count, stats, "gap"), name="monitor")
-    console.print(f"[bold]hean monitor[/] private stream {private.url} ...")
+        private_bus.subscribe(event_type, functools.partial(_count, stats, kind), name="monitor")
+    private_bus.subscribe(EventType.GAP, functools.partial(_count, stats, "gap"), name="monitor")
+    account: Account | None = None
+    rest: BybitRestClient | None = None
+    if rest_url is not None or (emulator is None and opts.url is None):
+        rest = BybitRestClient(
+            api_key=key,
+            api_secret=secret,
+            testnet=opts.testnet,
+            url=rest_url,
+            timeout=opts.connect_timeout,
+        )
+        account = Account(bus, rest, private, clock=clock, subscribe_timeout=opts.connect_timeout)
+
+        def on_run(event: ReconciledEvent) -> None:
+            stats.reconciliations += 1
+            stats.last_run = describe_run(event)
+
+        def on_sync(event: AccountSyncEvent) -> None:
+            if event.in_sync:
+                stats.account = "in_sync"
+            elif event.reason == "reconcile_failed":
+                stats.account = "failing"
+            elif event.reason != "stopped":
+                stats.account = "reconciling"
+
+        bus.subscribe(EventType.RECONCILED, on_run, name="monitor")
+        bus.subscribe(EventType.ACCOUNT_SYNC, on_sync, name="monitor")
+        stats.account = "not_started"
+    where = f" + account via {rest.url}" if rest is not None else ""
+    console.print(f"[bold]hean monitor[/] private stream {private.url}{where} ...")
     try:
-        await private.connect(timeout=opts.connect_timeout)
-        await private.subscribe(PRIVATE_TOPICS)
-    except (AuthError, ConnectError) as exc:
-        stats.auth_detail = str(exc)
-        console.print(f"[bold red]private stream:[/] {exc}")
-    _note_private(tracker, private)
-    return private
+        if account is not None:
+            await account.start()
+        else:
+            await private.connect(timeout=opts.connect_timeout)
+            await private.subscribe(PRIVATE_TOPICS)
+    except (AuthError, ConnectError, AccountError, RestError, TimeoutError) as exc:
+        stats.auth_detail = str(exc) or type(exc).__name__
+        console.print(f"[bold red]private stream:[/] {stats.auth_detail}")
+    _note_private(tracker, private, account)
+    return private, account, rest
 
 
 def _count(stats: PrivateStats, kind: str, _event: object) -> None:
@@ -357,10 +413,19 @@ def _count(stats: PrivateStats, kind: str, _event: object) -> None:
         stats.on_event(kind)
 
 
-def _note_private(tracker: MonitorTracker, private: BybitPrivateWebSocket) -> None:
+def _note_private(
+    tracker: MonitorTracker, private: BybitPrivateWebSocket, account: Account | None
+) -> None:
     stats = tracker.private
     if stats is None:
         return
+    if account is not None and account.stats.state.runs:  # it ran: its state means something
+        if account.in_sync:
+            stats.account = "in_sync"
+        elif account.stats.consecutive_failures:
+            stats.account = "failing"
+        else:
+            stats.account = "reconciling"
     auth = private.auth_state
     stats.auth = auth.status
     stats.state = private.state.value
@@ -373,7 +438,8 @@ def _private_caption(tracker: MonitorTracker) -> str | None:
     if p is None:
         return None
     counts = "  ".join(f"{k}={v}" for k, v in p.events.items())
-    return f"private {p.url}: {p.auth} ({p.state})  {counts}  gaps={p.gaps}"
+    account = "" if p.account == "not_watched" else f"  account {p.account.replace('_', ' ')}"
+    return f"private {p.url}: {p.auth} ({p.state})  {counts}  gaps={p.gaps}{account}"
 
 
 def _fmt(value: float | None) -> str:

@@ -47,6 +47,11 @@ class PrivateStats:
         default_factory=lambda: {"order": 0, "execution": 0, "position": 0, "wallet": 0}
     )
     gaps: int = 0
+    account: str = "not_watched"
+    """The account view (``--private`` with a REST URL): ``in_sync``, ``reconciling``,
+    ``failing``, ``not_started`` or ``not_watched`` (no REST URL for ``--url``)."""
+    reconciliations: int = 0
+    last_run: str = ""
 
     def on_event(self, kind: str) -> None:
         self.events[kind] += 1
@@ -172,6 +177,8 @@ class MonitorTracker:
                 reasons.append(f"private stream not authenticated ({private.auth}{detail})")
             elif private.state != "live":
                 reasons.append(f"private stream is {private.state} at the end")
+            elif private.account not in ("in_sync", "not_watched"):
+                reasons.append(f"account not in sync at the end ({private.account})")
         return not reasons, reasons
 
     def report(self, now: float, extra: dict[str, Any]) -> dict[str, Any]:
@@ -237,4 +244,7 @@ def _private(p: PrivateStats) -> dict[str, Any]:
         "state": p.state,
         "events": dict(p.events),
         "gaps": p.gaps,
+        "account": p.account,
+        "reconciliations": p.reconciliations,
+        "last_run": p.last_run,
     }
