@@ -538,3 +538,21 @@ async def test_credentials_come_from_the_rest_client(
         assert SECRET not in repr(account) and SECRET not in repr(account.private)
     finally:
         await account.stop()
+
+
+@pytest.mark.emulator(clock_skew_ms=20_000)
+async def test_clock_measured_over_rest_before_the_first_auth(
+    emu: Emulator, bus: EventBus, rest: BybitRestClient
+) -> None:
+    """The venue's clock runs 20 s ahead: the account measures it over REST first, so the
+    private stream's first auth is accepted (no rejected attempt, no retry wait)."""
+    account = make_account(bus, rest, emu, api_key=None, api_secret=None)
+    await account.start()
+    try:
+        assert account.in_sync
+        assert emu.auth_attempts(KEY) == 1
+        estimate = rest.clock_offset.estimate_ms
+        assert estimate is not None and abs(estimate - 20_000) < 1_000
+        assert account.private.clock_offset is rest.clock_offset
+    finally:
+        await account.stop()

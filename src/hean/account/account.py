@@ -371,6 +371,7 @@ class Account:
         try:
             if self._owns_private:
                 await self._private_bus.start()
+            await self._sync_clock()
             if self.private.state is not ConnectionState.LIVE:
                 await self.private.connect(timeout=self.subscribe_timeout)
             await self.private.subscribe(list(self.topics))
@@ -393,6 +394,24 @@ class Account:
             raise
         if self.audit_interval is not None:
             self._spawn(self._audit_loop(self.audit_interval), "audit")
+
+    async def _sync_clock(self) -> None:
+        """Measure the server clock once over REST (``/v5/market/time``) before the private
+        stream authenticates, when the shared offset has no sample yet: the first auth then
+        succeeds even on a skewed local clock. A failure is logged, not raised (the stream
+        measures the offset from its own pongs too)."""
+        offset = getattr(self.rest, "clock_offset", None)
+        sync = getattr(self.rest, "sync_clock", None)
+        if sync is None or not isinstance(offset, ClockOffset) or offset.count:
+            return
+        if getattr(self.private, "clock_offset", None) is not offset:
+            return  # the stream keeps its own estimate: nothing to share
+        try:
+            estimate = await sync()
+        except Exception as exc:  # the REST error is reported; the stream can still measure
+            log.warning("%s: clock offset not measured over REST: %s", self.name, exc)
+            return
+        log.info("%s: server clock offset %+.0f ms (REST /v5/market/time)", self.name, estimate)
 
     async def stop(self) -> None:
         """Stop runs and timers, unsubscribe, and disconnect the private WebSocket if the
