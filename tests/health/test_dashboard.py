@@ -138,3 +138,75 @@ async def test_dashboard_loads_shows_symbols_and_updates_live(
         await server.stop()
         await health.stop()
         await ws.disconnect()
+
+
+ACCOUNTS = """(() => JSON.stringify({
+  hidden: document.getElementById('accounts-section').hidden,
+  rows: Array.from(document.querySelectorAll('#accounts tbody tr[data-account]')).map((tr) => ({
+    name: tr.dataset.account, sync: tr.querySelector('td.sync').textContent,
+    runs: tr.querySelector('td.runs').textContent, last: tr.querySelector('td.last').textContent,
+  })),
+  status: document.getElementById('status').textContent,
+  reasons: Array.from(document.querySelectorAll('#reasons li')).map((li) => li.textContent),
+}))()"""
+
+
+async def test_dashboard_shows_the_account_and_its_reconciliations(
+    bus: EventBus, tmp_path: Path
+) -> None:
+    from hean.account import Account
+    from hean.emulator import DEFAULT_API_KEY, DEFAULT_API_SECRET, EmulatorConfig
+    from hean.exchange.bybit.rest import BybitRestClient
+
+    config = EmulatorConfig(ticker_interval=ms(10), auto_tick=False, rest_rate_scale=100.0)
+    async with (
+        Emulator(config) as emu,
+        BybitRestClient(
+            api_key=DEFAULT_API_KEY, api_secret=DEFAULT_API_SECRET, url=emu.rest_url()
+        ) as rest,
+    ):
+        account = Account(bus, rest, private_url=emu.url("private"), retry_first=ms(50))
+        health = HealthMonitor(bus, check_interval=ms(50))
+        health.add_account(account)
+        await health.start()
+        server = HealthServer(health, title="HEAN account desk")
+        await server.start()
+        browser = Browser(tmp_path / "profile")
+        try:
+            await browser.start()
+            await browser.goto(server.url)
+            await account.start()
+            loop = asyncio.get_running_loop()
+
+            async def wait_for(check: Any, what: str) -> dict[str, Any]:
+                deadline = loop.time() + 15
+                while True:
+                    if await browser.evaluate(
+                        "location.href.startsWith('http') && !!document.getElementById('accounts')"
+                    ):
+                        value = json.loads(await browser.evaluate(ACCOUNTS))
+                        if check(value):
+                            return value  # type: ignore[no-any-return]
+                    assert loop.time() < deadline, f"{what}: {value}"
+                    await asyncio.sleep(0.1)
+
+            first = await wait_for(
+                lambda v: v["rows"] and v["rows"][0]["sync"] == "in sync", "never in sync"
+            )
+            assert not first["hidden"] and first["rows"][0]["name"] == "account"
+            assert first["rows"][0]["last"].startswith("start")
+            assert first["status"] == "SAFE TO TRADE"
+            await emu.private_outage(DEFAULT_API_KEY, fills=0, partial_fills=0, cancels=0)
+            second = await wait_for(
+                lambda v: v["rows"][0]["runs"] == "2" and v["rows"][0]["sync"] == "in sync",
+                "the gap's run never shown",
+            )
+            assert second["rows"][0]["last"].startswith("gap")
+            assert "external" in second["rows"][0]["last"]  # someone else's order, found
+            await browser.screenshot(ARTIFACTS / "dashboard-account.png")
+            assert browser.console_errors() == []
+        finally:
+            await browser.stop()
+            await server.stop()
+            await health.stop()
+            await account.stop()
