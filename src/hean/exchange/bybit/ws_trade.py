@@ -46,11 +46,17 @@ from hean.core.clock import Clock
 from hean.core.config import Settings
 from hean.core.lifecycle import ConnectionState
 from hean.core.secrets import Secret
-from hean.exchange.bybit.endpoints import CATEGORIES, trade_url
+from hean.exchange.bybit.endpoints import trade_url, validate_category
 from hean.exchange.bybit.instruments import InstrumentRegistry
 from hean.exchange.bybit.protocol.auth import DEFAULT_WINDOW_MS, ClockOffset
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
 from hean.exchange.bybit.protocol.codec import Frame
+from hean.exchange.bybit.protocol.orders import (
+    amend_args,
+    create_args,
+    target_args,
+    with_numbers,
+)
 from hean.exchange.bybit.protocol.session import Send
 from hean.exchange.bybit.protocol.trade import (
     Outcome,
@@ -69,7 +75,6 @@ from hean.exchange.bybit.protocol.trade import (
     TradeTimestampError,
     TradeUnknownOrder,
     check_batch,
-    to_api_number,
 )
 from hean.exchange.bybit.transport import DEFAULT_MAX_MESSAGE
 from hean.exchange.bybit.ws_private import AuthenticatedStream
@@ -92,20 +97,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("hean.trade")
-
-SIDES = ("Buy", "Sell")
-ORDER_TYPES = ("Market", "Limit")
-_NUMERIC_FIELDS = (
-    "qty",
-    "price",
-    "triggerPrice",
-    "takeProfit",
-    "stopLoss",
-    "tpLimitPrice",
-    "slLimitPrice",
-    "orderIv",
-    "slippageTolerance",
-)
 
 
 class _RequestTimer:
@@ -287,21 +278,21 @@ class BybitTradeWebSocket(AuthenticatedStream):
             TradeNotReady: not live and authenticated; nothing sent.
             ValueError / TypeError: bad arguments; nothing sent.
         """
-        args: dict[str, Any] = {
-            "category": _category(category),
-            "symbol": _symbol(symbol),
-            "side": _choice(side, SIDES, "side"),
-            "orderType": _choice(order_type, ORDER_TYPES, "order_type"),
-            "qty": qty,
-        }
-        _put(args, "price", price)
-        _put(args, "timeInForce", time_in_force)
-        _put(args, "orderLinkId", order_link_id)
-        _put(args, "reduceOnly", reduce_only)
-        args.update(extra)
+        args = create_args(
+            category=category,
+            symbol=symbol,
+            side=side,
+            order_type=order_type,
+            qty=qty,
+            price=price,
+            time_in_force=time_in_force,
+            order_link_id=order_link_id,
+            reduce_only=reduce_only,
+            extra=extra,
+        )
         if self.instruments is not None:
             await self.instruments.check_request("create", args["category"], args)
-        return await self.request("order.create", _numbers(args), timeout=timeout, req_id=req_id)
+        return await self.request("order.create", args, timeout=timeout, req_id=req_id)
 
     async def amend_order(
         self,
@@ -322,14 +313,19 @@ class BybitTradeWebSocket(AuthenticatedStream):
         Raises:
             As :meth:`create_order`; :class:`TradeUnknownOrder` if the order is gone.
         """
-        args = _target(category, symbol, order_id, order_link_id)
-        _put(args, "qty", qty)
-        _put(args, "price", price)
-        _put(args, "triggerPrice", trigger_price)
-        args.update(extra)
+        args = amend_args(
+            category=category,
+            symbol=symbol,
+            order_id=order_id,
+            order_link_id=order_link_id,
+            qty=qty,
+            price=price,
+            trigger_price=trigger_price,
+            extra=extra,
+        )
         if self.instruments is not None:
             await self.instruments.check_request("amend", args["category"], args)
-        return await self.request("order.amend", _numbers(args), timeout=timeout, req_id=req_id)
+        return await self.request("order.amend", args, timeout=timeout, req_id=req_id)
 
     async def cancel_order(
         self,
@@ -347,7 +343,7 @@ class BybitTradeWebSocket(AuthenticatedStream):
         Raises:
             As :meth:`create_order`; :class:`TradeUnknownOrder` if the order is gone.
         """
-        args = _target(category, symbol, order_id, order_link_id)
+        args = target_args(category, symbol, order_id, order_link_id)
         args.update(extra)
         return await self.request("order.cancel", args, timeout=timeout, req_id=req_id)
 
@@ -404,7 +400,7 @@ class BybitTradeWebSocket(AuthenticatedStream):
         timeout: float | None,
         req_id: str | None,
     ) -> TradeResponse:
-        category = _category(category)
+        category = validate_category(category)
         if isinstance(orders, Mapping):
             raise TypeError("orders must be a sequence of mappings, not one mapping")
         check_batch(category, orders)
@@ -412,7 +408,7 @@ class BybitTradeWebSocket(AuthenticatedStream):
         for i, order in enumerate(orders):
             if not isinstance(order, Mapping):
                 raise TypeError(f"order {i} must be a mapping, not {type(order).__name__}")
-            request.append(_numbers(dict(order)))
+            request.append(with_numbers(dict(order)))
         if self.instruments is not None:
             await self.instruments.check_request(
                 op.split(".")[1].split("-")[0], category, orders=orders
@@ -521,47 +517,3 @@ class BybitTradeWebSocket(AuthenticatedStream):
         if reason is None or self.requests.in_flight:
             return  # checked again as each in-flight request resolves
         self.connection.run_actions(self.session.drop(reason, self.clock.monotonic()))
-
-
-def _put(args: dict[str, Any], key: str, value: Any) -> None:
-    if value is not None:
-        args[key] = value
-
-
-def _numbers(args: dict[str, Any]) -> dict[str, Any]:
-    for key in _NUMERIC_FIELDS:
-        value = args.get(key)
-        if value is not None:
-            args[key] = to_api_number(value, key)
-    return args
-
-
-def _category(category: str) -> str:
-    if category not in CATEGORIES:
-        raise ValueError(f"unknown category {category!r}: expected one of {', '.join(CATEGORIES)}")
-    return category
-
-
-def _symbol(symbol: str) -> str:
-    if not isinstance(symbol, str) or not symbol.strip():
-        raise ValueError(f"bad symbol {symbol!r}")
-    return symbol.strip()
-
-
-def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
-    if value not in allowed:
-        raise ValueError(
-            f"{name} must be one of {', '.join(allowed)} (case-sensitive), got {value!r}"
-        )
-    return value
-
-
-def _target(
-    category: str, symbol: str, order_id: str | None, order_link_id: str | None
-) -> dict[str, Any]:
-    if not order_id and not order_link_id:
-        raise ValueError("give order_id or order_link_id")
-    args: dict[str, Any] = {"category": _category(category), "symbol": _symbol(symbol)}
-    _put(args, "orderId", order_id or None)
-    _put(args, "orderLinkId", order_link_id or None)
-    return args

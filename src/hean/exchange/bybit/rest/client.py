@@ -54,7 +54,14 @@ from hean.core.config import Settings
 from hean.core.secrets import Secret, install_redaction
 from hean.exchange.bybit.endpoints import validate_category
 from hean.exchange.bybit.protocol.auth import ClockOffset
-from hean.exchange.bybit.protocol.trade import check_batch, to_api_number
+from hean.exchange.bybit.protocol.orders import (
+    amend_args,
+    api_params,
+    create_args,
+    target_args,
+    with_numbers,
+)
+from hean.exchange.bybit.protocol.trade import check_batch
 from hean.exchange.bybit.rest.decode import (
     RestOrderBook,
     WalletSnapshot,
@@ -80,7 +87,7 @@ from hean.exchange.bybit.rest.limits import (
 )
 from hean.exchange.bybit.rest.pagination import Paginator
 from hean.exchange.bybit.rest.response import RestResponse, decode_envelope
-from hean.exchange.bybit.rest.signing import NUMERIC_FIELDS, PreparedRequest, prepare
+from hean.exchange.bybit.rest.signing import PreparedRequest, prepare
 from hean.exchange.bybit.state.private import Execution, Order, Position
 from hean.exchange.bybit.state.public import Kline, Trade
 
@@ -100,8 +107,6 @@ MAINNET_URL = "https://api.bybit.com"
 TESTNET_URL = "https://api-testnet.bybit.com"
 DEMO_URL = "https://api-demo.bybit.com"
 
-SIDES = ("Buy", "Sell")
-ORDER_TYPES = ("Market", "Limit")
 
 T = TypeVar("T")
 
@@ -156,29 +161,6 @@ class RestStats:
 
 def _reveal(value: Secret | str | None) -> str | None:
     return value.reveal() if isinstance(value, Secret) else value
-
-
-def _put(params: dict[str, Any], key: str, value: Any) -> None:
-    if value is not None:
-        params[key] = value
-
-
-def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
-    if value not in allowed:
-        raise ValueError(
-            f"{name} must be one of {', '.join(allowed)} (case-sensitive), got {value!r}"
-        )
-    return value
-
-
-def _symbol(symbol: str) -> str:
-    if not isinstance(symbol, str) or not symbol.strip():
-        raise ValueError(f"bad symbol {symbol!r}")
-    return symbol.strip()
-
-
-def _number(value: Any, name: str) -> str | None:
-    return None if value is None else to_api_number(value, name)
 
 
 class BybitRestClient:
@@ -655,11 +637,13 @@ class BybitRestClient:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """``GET /v5/market/instruments-info``, every page: the raw instrument objects."""
-        params: dict[str, Any] = {"category": validate_category(category)}
-        _put(params, "symbol", symbol)
-        _put(params, "status", status)
-        _put(params, "baseCoin", base_coin)
-        _put(params, "limit", limit)
+        params = api_params(
+            category,
+            symbol=symbol,
+            status=status,
+            base_coin=base_coin,
+            limit=limit,
+        )
         pages: Paginator[dict[str, Any]] = Paginator(
             self, "/v5/market/instruments-info", params, _raw_items, auth=False
         )
@@ -674,10 +658,12 @@ class BybitRestClient:
         exp_date: str | None = None,
     ) -> list[dict[str, Any]]:
         """``GET /v5/market/tickers``: the raw ticker objects (all strings)."""
-        params: dict[str, Any] = {"category": validate_category(category)}
-        _put(params, "symbol", symbol)
-        _put(params, "baseCoin", base_coin)
-        _put(params, "expDate", exp_date)
+        params = api_params(
+            category,
+            symbol=symbol,
+            base_coin=base_coin,
+            exp_date=exp_date,
+        )
         resp = await self.request("GET", "/v5/market/tickers", params, auth=False)
         items, bad = _raw_items(resp.result.get("list"), None)
         if bad:
@@ -688,8 +674,7 @@ class BybitRestClient:
         self, category: str, symbol: str, limit: int | None = None
     ) -> RestOrderBook:
         """``GET /v5/market/orderbook``: a snapshot (bids descending, asks ascending)."""
-        params: dict[str, Any] = {"category": validate_category(category), "symbol": symbol}
-        _put(params, "limit", limit)
+        params = api_params(category, symbol=symbol, limit=limit)
         resp = await self.request("GET", "/v5/market/orderbook", params, auth=False)
         try:
             return decode_orderbook(resp.result)
@@ -707,11 +692,13 @@ class BybitRestClient:
     ) -> list[Trade]:
         """``GET /v5/market/recent-trade``: public trades as stream :class:`Trade`, oldest
         first."""
-        params: dict[str, Any] = {"category": validate_category(category)}
-        _put(params, "symbol", symbol)
-        _put(params, "baseCoin", base_coin)
-        _put(params, "optionType", option_type)
-        _put(params, "limit", limit)
+        params = api_params(
+            category,
+            symbol=symbol,
+            base_coin=base_coin,
+            option_type=option_type,
+            limit=limit,
+        )
         resp = await self.request("GET", "/v5/market/recent-trade", params, auth=False)
         return self._decoded(decode_trades(resp.result.get("list")), resp.path)
 
@@ -728,14 +715,9 @@ class BybitRestClient:
         """``GET /v5/market/kline``: candles as stream :class:`Kline`, **oldest first**;
         ``confirm`` is true for candles closed by the answer's server time."""
         interval = str(interval)
-        params: dict[str, Any] = {
-            "category": validate_category(category),
-            "symbol": symbol,
-            "interval": interval,
-        }
-        _put(params, "start", start)
-        _put(params, "end", end)
-        _put(params, "limit", limit)
+        params = api_params(
+            category, symbol=symbol, interval=interval, start=start, end=end, limit=limit
+        )
         resp = await self.request("GET", "/v5/market/kline", params, auth=False)
         now = resp.time if resp.time is not None else self.server_now_ms()
         return self._decoded(decode_klines(resp.result.get("list"), interval, now), resp.path)
@@ -757,15 +739,17 @@ class BybitRestClient:
     ) -> Paginator[Order]:
         """``GET /v5/order/realtime``, every page: open orders (``open_only=1``: recently
         closed ones) as the private stream's :class:`Order`."""
-        params: dict[str, Any] = {"category": validate_category(category)}
-        _put(params, "symbol", symbol)
-        _put(params, "baseCoin", base_coin)
-        _put(params, "settleCoin", settle_coin)
-        _put(params, "orderId", order_id)
-        _put(params, "orderLinkId", order_link_id)
-        _put(params, "openOnly", open_only)
-        _put(params, "orderFilter", order_filter)
-        _put(params, "limit", limit)
+        params = api_params(
+            category,
+            symbol=symbol,
+            base_coin=base_coin,
+            settle_coin=settle_coin,
+            order_id=order_id,
+            order_link_id=order_link_id,
+            open_only=open_only,
+            order_filter=order_filter,
+            limit=limit,
+        )
         return Paginator(self, "/v5/order/realtime", params, decode_orders)
 
     def order_history(
@@ -785,17 +769,19 @@ class BybitRestClient:
     ) -> Paginator[Order]:
         """``GET /v5/order/history``, every page (span ≤ 7 days; history may lag the
         stream)."""
-        params: dict[str, Any] = {"category": validate_category(category)}
-        _put(params, "symbol", symbol)
-        _put(params, "baseCoin", base_coin)
-        _put(params, "settleCoin", settle_coin)
-        _put(params, "orderId", order_id)
-        _put(params, "orderLinkId", order_link_id)
-        _put(params, "orderStatus", order_status)
-        _put(params, "orderFilter", order_filter)
-        _put(params, "startTime", start_time)
-        _put(params, "endTime", end_time)
-        _put(params, "limit", limit)
+        params = api_params(
+            category,
+            symbol=symbol,
+            base_coin=base_coin,
+            settle_coin=settle_coin,
+            order_id=order_id,
+            order_link_id=order_link_id,
+            order_status=order_status,
+            order_filter=order_filter,
+            start_time=start_time,
+            end_time=end_time,
+            limit=limit,
+        )
         return Paginator(self, "/v5/order/history", params, decode_orders)
 
     def executions(
@@ -814,16 +800,18 @@ class BybitRestClient:
     ) -> Paginator[Execution]:
         """``GET /v5/execution/list``, every page (newest first; span ≤ 7 days) as the
         private stream's :class:`Execution`."""
-        params: dict[str, Any] = {"category": validate_category(category)}
-        _put(params, "symbol", symbol)
-        _put(params, "baseCoin", base_coin)
-        _put(params, "settleCoin", settle_coin)
-        _put(params, "orderId", order_id)
-        _put(params, "orderLinkId", order_link_id)
-        _put(params, "startTime", start_time)
-        _put(params, "endTime", end_time)
-        _put(params, "execType", exec_type)
-        _put(params, "limit", limit)
+        params = api_params(
+            category,
+            symbol=symbol,
+            base_coin=base_coin,
+            settle_coin=settle_coin,
+            order_id=order_id,
+            order_link_id=order_link_id,
+            start_time=start_time,
+            end_time=end_time,
+            exec_type=exec_type,
+            limit=limit,
+        )
         return Paginator(self, "/v5/execution/list", params, decode_executions)
 
     def positions(
@@ -837,11 +825,13 @@ class BybitRestClient:
     ) -> Paginator[Position]:
         """``GET /v5/position/list``, every page, as the private stream's :class:`Position`
         (``avgPrice`` -> ``entry_price``)."""
-        params: dict[str, Any] = {"category": validate_category(category)}
-        _put(params, "symbol", symbol)
-        _put(params, "settleCoin", settle_coin)
-        _put(params, "baseCoin", base_coin)
-        _put(params, "limit", limit)
+        params = api_params(
+            category,
+            symbol=symbol,
+            settle_coin=settle_coin,
+            base_coin=base_coin,
+            limit=limit,
+        )
         return Paginator(self, "/v5/position/list", params, decode_positions)
 
     async def wallet_balance(
@@ -914,18 +904,18 @@ class BybitRestClient:
             RestError: refused by the exchange; :class:`RestServerError` /
                 :class:`RestTransportError`: outcome unknown (not re-sent; reconcile).
         """
-        params: dict[str, Any] = {
-            "category": validate_category(category),
-            "symbol": _symbol(symbol),
-            "side": _choice(side, SIDES, "side"),
-            "orderType": _choice(order_type, ORDER_TYPES, "order_type"),
-            "qty": to_api_number(qty, "qty"),
-        }
-        _put(params, "price", _number(price, "price"))
-        _put(params, "timeInForce", time_in_force)
-        _put(params, "orderLinkId", order_link_id)
-        _put(params, "reduceOnly", reduce_only)
-        params.update(extra)
+        params = create_args(
+            category=category,
+            symbol=symbol,
+            side=side,
+            order_type=order_type,
+            qty=qty,
+            price=price,
+            time_in_force=time_in_force,
+            order_link_id=order_link_id,
+            reduce_only=reduce_only,
+            extra=extra,
+        )
         await self._check("create", params["category"], params)
         return await self.request("POST", "/v5/order/create", params, auth=True)
 
@@ -946,11 +936,16 @@ class BybitRestClient:
         Raises:
             As :meth:`create_order`; :class:`RestUnknownOrderError` if the order is gone.
         """
-        params = _target(category, symbol, order_id, order_link_id)
-        _put(params, "qty", _number(qty, "qty"))
-        _put(params, "price", _number(price, "price"))
-        _put(params, "triggerPrice", _number(trigger_price, "trigger_price"))
-        params.update(extra)
+        params = amend_args(
+            category=category,
+            symbol=symbol,
+            order_id=order_id,
+            order_link_id=order_link_id,
+            qty=qty,
+            price=price,
+            trigger_price=trigger_price,
+            extra=extra,
+        )
         await self._check("amend", params["category"], params)
         return await self.request("POST", "/v5/order/amend", params, auth=True)
 
@@ -968,7 +963,7 @@ class BybitRestClient:
         Raises:
             As :meth:`create_order`; :class:`RestUnknownOrderError` if the order is gone.
         """
-        params = _target(category, symbol, order_id, order_link_id)
+        params = target_args(category, symbol, order_id, order_link_id)
         params.update(extra)
         return await self.request("POST", "/v5/order/cancel", params, auth=True)
 
@@ -984,10 +979,12 @@ class BybitRestClient:
         """``POST /v5/order/cancel-all``. ``result.list`` names the cancelled orders,
         ``result.success`` is ``"1"`` on success. Linear and inverse need one of ``symbol``,
         ``base_coin``, ``settle_coin``."""
-        params: dict[str, Any] = {"category": validate_category(category)}
-        _put(params, "symbol", symbol)
-        _put(params, "baseCoin", base_coin)
-        _put(params, "settleCoin", settle_coin)
+        params = api_params(
+            category,
+            symbol=symbol,
+            base_coin=base_coin,
+            settle_coin=settle_coin,
+        )
         params.update(extra)
         return await self.request("POST", "/v5/order/cancel-all", params, auth=True)
 
@@ -1010,10 +1007,7 @@ class BybitRestClient:
         for i, order in enumerate(orders):
             if not isinstance(order, Mapping):
                 raise TypeError(f"order {i} must be a mapping, not {type(order).__name__}")
-            item = {
-                k: (to_api_number(v, k) if k in NUMERIC_FIELDS and v is not None else v)
-                for k, v in order.items()
-            }
+            item = with_numbers(dict(order))
             for key in ("symbol", "side", "orderType", "qty"):
                 if item.get(key) is None:
                     raise ValueError(f"order {i} has no {key!r}")
@@ -1021,17 +1015,6 @@ class BybitRestClient:
         await self._check("create", category, orders=request)
         params = {"category": category, "request": request}
         return await self.request("POST", "/v5/order/create-batch", params, auth=True)
-
-
-def _target(
-    category: str, symbol: str, order_id: str | None, order_link_id: str | None
-) -> dict[str, Any]:
-    if not order_id and not order_link_id:
-        raise ValueError("give order_id or order_link_id")
-    params: dict[str, Any] = {"category": validate_category(category), "symbol": _symbol(symbol)}
-    _put(params, "orderId", order_id or None)
-    _put(params, "orderLinkId", order_link_id or None)
-    return params
 
 
 def _raw_items(items: Any, category: str | None) -> tuple[list[dict[str, Any]], int]:

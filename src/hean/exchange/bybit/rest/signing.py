@@ -31,6 +31,7 @@ from urllib.parse import quote
 import msgspec
 
 from hean.core.secrets import Secret
+from hean.exchange.bybit.protocol.orders import NUMERIC_FIELDS
 from hean.exchange.bybit.protocol.trade import to_api_number
 
 __all__ = [
@@ -43,20 +44,6 @@ __all__ = [
     "sign_payload",
 ]
 
-NUMERIC_FIELDS = frozenset(
-    {
-        "qty",
-        "price",
-        "triggerPrice",
-        "takeProfit",
-        "stopLoss",
-        "tpLimitPrice",
-        "slLimitPrice",
-        "orderIv",
-        "slippageTolerance",
-    }
-)
-"""Body fields the API wants as decimal strings (numbers given in Python are converted)."""
 
 _VERBATIM_KEYS = frozenset({"cursor"})
 """Query values passed back exactly as the server sent them (already percent-encoded)."""
