@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hean.account import Account, AccountError
+from hean.cli.common import logs_above_live
 from hean.core.bus import EventBus
 from hean.core.clock import Clock, SystemClock
 from hean.core.config import ConfigError, Settings
@@ -208,7 +209,9 @@ async def _follow(
 ) -> None:
     end = None if opts.duration <= 0 else clock.monotonic() + opts.duration
     live: Live | None = None
+    logs = contextlib.ExitStack()
     if opts.live_view and not opts.json_output:
+        logs.enter_context(logs_above_live(console))
         live = Live(_view(account, runs, clock.monotonic()), console=console, auto_refresh=False)
         live.start()
     try:
@@ -224,6 +227,7 @@ async def _follow(
     finally:
         if live is not None:
             live.stop()
+        logs.close()
 
 
 # -- the demo account of --sim ----------------------------------------------------------------

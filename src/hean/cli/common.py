@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
+
+from rich.console import Console
 
 if TYPE_CHECKING:
     from hean.emulator import Emulator
 
-__all__ = ["start_sim"]
+__all__ = ["logs_above_live", "start_sim"]
 
 
 async def start_sim(category: str, symbols: list[str], rate: float) -> tuple[Emulator, str]:
@@ -22,3 +27,28 @@ async def start_sim(category: str, symbols: list[str], rate: float) -> tuple[Emu
     )
     await emulator.start()
     return emulator, emulator.url(category)
+
+
+@contextlib.contextmanager
+def logs_above_live(console: Console) -> Iterator[None]:
+    """While a rich ``Live`` view runs on ``console``, send log records through rich's handler
+    on that same console, so they print above the view instead of tearing it (stacked copies).
+    The root logger's own stream handlers are set aside meanwhile and restored after."""
+    from rich.logging import RichHandler
+
+    root = logging.getLogger()
+    aside = [h for h in root.handlers if isinstance(h, logging.StreamHandler)]
+    level = min((h.level for h in aside), default=logging.NOTSET)
+    handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+    handler.setLevel(level)
+    if aside:
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    for h in aside:
+        root.removeHandler(h)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        for h in aside:
+            root.addHandler(h)
