@@ -142,13 +142,16 @@ def same_content(
     """Whether ``incoming`` says the same as ``held`` (fields present in both are equal, see
     the module docstring), and the fields ``incoming`` adds (present there, absent in
     ``held``), to enrich the held copy with."""
+    if held == incoming:  # the common re-delivery: one C-level comparison
+        return True, {}
     adds: dict[str, Any] = {}
-    for name in held.__struct_fields__:
-        if name in ignore:
-            continue
-        a = getattr(held, name)
-        b = getattr(incoming, name)
-        if a == b or b is None or b == "":
+    for name, a, b in zip(
+        held.__struct_fields__,
+        msgspec.structs.astuple(held),
+        msgspec.structs.astuple(incoming),
+        strict=True,
+    ):
+        if a == b or b is None or b == "" or name in ignore:
             continue
         if a is None or a == "":
             adds[name] = b
@@ -209,8 +212,8 @@ def merge_wallet(
     """The wallet to hold after ``incoming`` (a REST snapshot when ``baseline``, else a stream
     message whose account-level fields count only when ``account_fields``), and whether it
     differs from ``held``."""
-    if baseline or held is None:
-        merged = incoming
+    if baseline or held is None or (account_fields and _covers(incoming, held)):
+        merged = incoming  # nothing of ``held`` survives the merge: no rebuild needed
     else:
         coins: dict[str, WalletCoin] = {c.coin: c for c in held.coin}
         for coin in incoming.coin:
@@ -230,20 +233,42 @@ def merge_wallet(
     return merged, not _same_wallet(held, merged)
 
 
-def _same_wallet(a: Wallet, b: Wallet) -> bool:
-    for name in a.__struct_fields__:
-        if name == "coin":
-            continue
-        if not _equal_or_unset(getattr(a, name), getattr(b, name)):
-            return False
-    coins_a = {c.coin: c for c in a.coin}
-    coins_b = {c.coin: c for c in b.coin}
-    if coins_a.keys() != coins_b.keys():
+def _covers(incoming: Wallet, held: Wallet) -> bool:
+    """Merging ``incoming`` into ``held`` gives ``incoming`` itself: it lists the coins
+    ``held`` has, in the same order, and leaves unset only fields ``held`` has unset too."""
+    if len(incoming.coin) != len(held.coin):
         return False
-    for name, coin in coins_a.items():
-        other = coins_b[name]
-        for field in coin.__struct_fields__:
-            if not _equal_or_unset(getattr(coin, field), getattr(other, field)):
+    for mine, theirs in zip(held.coin, incoming.coin, strict=True):
+        if mine.coin != theirs.coin:
+            return False
+    values = msgspec.structs.astuple(incoming)
+    if None not in values:  # the usual full push: decided in C
+        return True
+    for a, b in zip(msgspec.structs.astuple(held), values, strict=True):
+        if b is None and a is not None:
+            return False
+    return True
+
+
+def _same_wallet(a: Wallet, b: Wallet) -> bool:
+    if a == b:
+        return True
+    for name, x, y in zip(
+        a.__struct_fields__, msgspec.structs.astuple(a), msgspec.structs.astuple(b), strict=True
+    ):
+        if name != "coin" and not _equal_or_unset(x, y):
+            return False
+    coins_b = {c.coin: c for c in b.coin}
+    if len(a.coin) != len(coins_b):
+        return False
+    for coin in a.coin:
+        other = coins_b.get(coin.coin)
+        if other is None:
+            return False
+        if coin == other:
+            continue
+        for x, y in zip(msgspec.structs.astuple(coin), msgspec.structs.astuple(other), strict=True):
+            if not _equal_or_unset(x, y):
                 return False
     return True
 
