@@ -127,8 +127,19 @@ class FakeRest:
         *,
         settle_coin: str | None = None,
         order_id: str | None = None,
+        open_only: int | None = None,
         limit: int = 50,
     ) -> AsyncIterator[Order]:
+        if open_only == 1 and order_id is None:  # recently closed, newest first
+            closed = [
+                o
+                for o in self.orders.values()
+                if o.order_status not in OPEN and o.order_id not in self.lagging
+            ][::-1]
+            return self._pages(
+                REALTIME, {"category": category, "settleCoin": settle_coin, "openOnly": 1},
+                closed, limit,
+            )  # fmt: skip
         if order_id is not None:
             found = self.orders.get(order_id)
             items = [] if found is None or order_id in self.lagging else [found]
