@@ -22,12 +22,11 @@ from decimal import Decimal
 from typing import Any, TextIO
 
 from rich.console import Console, Group
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from hean.account import Account, AccountError
-from hean.cli.common import logs_above_live
+from hean.cli.common import follow
 from hean.core.bus import EventBus
 from hean.core.clock import Clock, SystemClock
 from hean.core.config import ConfigError, Settings
@@ -170,7 +169,16 @@ async def run_account(
             return EXIT_CANNOT_START
         if emulator is not None and opts.sim_outage is not None:
             outages = asyncio.create_task(_outages(emulator, opts, console))
-        await _follow(opts, account, runs, clock, stop, console)
+        await follow(
+            lambda: _view(account, runs, clock.monotonic()),
+            console=console,
+            clock=clock,
+            stop=stop,
+            end=None if opts.duration <= 0 else clock.monotonic() + opts.duration,
+            refresh=opts.refresh,
+            live_view=opts.live_view and not opts.json_output,
+            logs_above=True,
+        )
         if outages is not None:
             outages.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -197,37 +205,6 @@ async def run_account(
         await bus.stop()
         if emulator is not None:
             await emulator.stop()
-
-
-async def _follow(
-    opts: AccountOptions,
-    account: Account,
-    runs: deque[ReconciledEvent],
-    clock: Clock,
-    stop: asyncio.Event,
-    console: Console,
-) -> None:
-    end = None if opts.duration <= 0 else clock.monotonic() + opts.duration
-    live: Live | None = None
-    logs = contextlib.ExitStack()
-    if opts.live_view and not opts.json_output:
-        logs.enter_context(logs_above_live(console))
-        live = Live(_view(account, runs, clock.monotonic()), console=console, auto_refresh=False)
-        live.start()
-    try:
-        while not stop.is_set():
-            now = clock.monotonic()
-            if end is not None and now >= end:
-                break
-            wait = opts.refresh if end is None else min(opts.refresh, end - now)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(wait, 0.0))
-            if live is not None:
-                live.update(_view(account, runs, clock.monotonic()), refresh=True)
-    finally:
-        if live is not None:
-            live.stop()
-        logs.close()
 
 
 # -- the demo account of --sim ----------------------------------------------------------------

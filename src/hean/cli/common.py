@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.live import Live
+
+from hean.core.clock import Clock
 
 if TYPE_CHECKING:
     from hean.emulator import Emulator
 
-__all__ = ["logs_above_live", "start_sim"]
+__all__ = ["follow", "logs_above_live", "start_sim"]
 
 
 async def start_sim(category: str, symbols: list[str], rate: float) -> tuple[Emulator, str]:
@@ -52,3 +56,40 @@ def logs_above_live(console: Console) -> Iterator[None]:
         root.removeHandler(handler)
         for h in aside:
             root.addHandler(h)
+
+
+async def follow(
+    render: Callable[[], RenderableType],
+    *,
+    console: Console,
+    clock: Clock,
+    stop: asyncio.Event,
+    end: float | None,
+    refresh: float,
+    live_view: bool,
+    logs_above: bool = False,
+) -> None:
+    """Wait until ``stop`` is set or the monotonic time ``end`` (``None``: no end), showing
+    ``render()`` as a rich live view refreshed every ``refresh`` seconds when ``live_view``
+    (with log records printed above it when ``logs_above``)."""
+    live: Live | None = None
+    logs = contextlib.ExitStack()
+    if live_view:
+        if logs_above:
+            logs.enter_context(logs_above_live(console))
+        live = Live(render(), console=console, auto_refresh=False)
+        live.start()
+    try:
+        while not stop.is_set():
+            now = clock.monotonic()
+            if end is not None and now >= end:
+                break
+            wait = refresh if end is None else min(refresh, end - now)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(wait, 0.0))
+            if live is not None:
+                live.update(render(), refresh=True)
+    finally:
+        if live is not None:
+            live.stop()
+        logs.close()

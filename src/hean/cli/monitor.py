@@ -9,7 +9,6 @@ view while it runs, and ends with a report and a verdict. Exit code: 0 stable, 1
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -18,12 +17,11 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 
 from hean.account import Account, AccountError
 from hean.cli.account import describe_run
-from hean.cli.common import start_sim
+from hean.cli.common import follow, start_sim
 from hean.cli.report import MonitorTracker, PrivateStats
 from hean.core.bus import EventBus
 from hean.core.clock import Clock, SystemClock
@@ -252,24 +250,15 @@ async def _watch(
     stop: asyncio.Event,
     console: Console,
 ) -> None:
-    end = None if opts.duration <= 0 else tracker.started_at + opts.duration
-    live: Live | None = None
-    if opts.live_view:
-        live = Live(_view(ws, tracker, clock.monotonic()), console=console, auto_refresh=False)
-        live.start()
-    try:
-        while not stop.is_set():
-            now = clock.monotonic()
-            if end is not None and now >= end:
-                break
-            wait = opts.refresh if end is None else min(opts.refresh, end - now)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(wait, 0.0))
-            if live is not None:
-                live.update(_view(ws, tracker, clock.monotonic()), refresh=True)
-    finally:
-        if live is not None:
-            live.stop()
+    await follow(
+        lambda: _view(ws, tracker, clock.monotonic()),
+        console=console,
+        clock=clock,
+        stop=stop,
+        end=None if opts.duration <= 0 else tracker.started_at + opts.duration,
+        refresh=opts.refresh,
+        live_view=opts.live_view,
+    )
 
 
 def _view(ws: BybitPublicWebSocket, tracker: MonitorTracker, now: float) -> Table:
