@@ -77,8 +77,8 @@ async def test_after_the_venue_drops_everything_reconnects_stay_within_the_rate_
         # its slot (the venue's own read times stretch under load: client and venue share a loop)
         assert_within_rate(limiter.slots, RATE, BURST)
         assert_attempts_follow_slots(attempts(emulator), limiter.slots)
-        first = attempts(emulator)
-        assert first[-1] - first[0] >= (12 - BURST) / RATE * 0.8  # the bucket did the spacing
+        slots = limiter.slots
+        assert slots[-1] - slots[0] >= (12 - BURST) / RATE * 0.99  # the bucket did the spacing
 
         await asyncio.sleep(BURST / RATE + ms(100))  # the bucket refills; connections are stable
         before = len(emulator.connection_log)
@@ -95,7 +95,8 @@ async def test_after_the_venue_drops_everything_reconnects_stay_within_the_rate_
         assert_within_rate(limiter.slots, RATE, BURST)
         assert_attempts_follow_slots(storm, limiter.slots[slots_before:])
         # spread over (12 - burst) / rate, not all in the same instant
-        assert storm[-1] - storm[0] >= (12 - BURST) / RATE * 0.8
+        storm_slots = limiter.slots[slots_before:]
+        assert storm_slots[-1] - storm_slots[0] >= (12 - BURST) / RATE * 0.99
         assert storm[-1] - t_drop < 2.0
 
         # every topic came back, on the connection that held it before
