@@ -190,12 +190,17 @@ async def test_dashboard_shows_the_account_and_its_reconciliations(
                     assert loop.time() < deadline, f"{what}: {value}"
                     await asyncio.sleep(0.1)
 
+            # the row reads the account directly; the verdict follows at the next health check
             first = await wait_for(
-                lambda v: v["rows"] and v["rows"][0]["sync"] == "in sync", "never in sync"
+                lambda v: (
+                    v["rows"]
+                    and v["rows"][0]["sync"] == "in sync"
+                    and v["status"] == "SAFE TO TRADE"
+                ),
+                "never in sync and safe to trade",
             )
             assert not first["hidden"] and first["rows"][0]["name"] == "account"
             assert first["rows"][0]["last"].startswith("start")
-            assert first["status"] == "SAFE TO TRADE"
             await emu.private_outage(DEFAULT_API_KEY, fills=0, partial_fills=0, cancels=0)
             second = await wait_for(
                 lambda v: v["rows"][0]["runs"] == "2" and v["rows"][0]["sync"] == "in sync",
