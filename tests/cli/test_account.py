@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from decimal import Decimal
@@ -121,3 +122,34 @@ async def test_the_final_account_equals_the_venue(monkeypatch: pytest.MonkeyPatc
         [order] = doc["open_orders"]
         assert order["order_link_id"] == "cli-1" and order["external"] is True
         assert doc["balances"]["USDT"]["wallet_balance"] == truth.balances["USDT"]
+
+
+async def test_ctrl_c_while_connecting_stops_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing listens: the private stream would retry until --connect-timeout (30 s); the
+    stop event (what Ctrl-C and SIGTERM set) ends the run at once, with one line."""
+    monkeypatch.setenv("BYBIT_API_KEY", DEFAULT_API_KEY)
+    monkeypatch.setenv("BYBIT_API_SECRET", DEFAULT_API_SECRET)
+    stop = asyncio.Event()
+    out, err = io.StringIO(), io.StringIO()
+    task = asyncio.create_task(
+        run_account(
+            AccountOptions(
+                sim=False,
+                rest_url="http://127.0.0.1:1",
+                private_url="ws://127.0.0.1:1/v5/private",
+                json_output=True,
+                live_view=False,
+                connect_timeout=30.0,
+            ),
+            out=out,
+            err_console=Console(file=err, width=200),
+            stop_event=stop,
+        )
+    )
+    await asyncio.sleep(0.3)
+    assert not task.done()
+    stop.set()
+    code = await asyncio.wait_for(task, 3.0)
+    assert code == 1
+    assert json.loads(out.getvalue()) == {"in_sync": False, "error": "interrupted"}
+    assert "stopped before the account was in sync" in err.getvalue()

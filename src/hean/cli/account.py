@@ -17,6 +17,7 @@ import json
 import logging
 import sys
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TextIO
@@ -160,7 +161,11 @@ async def run_account(
             highlight=False,
         )
         try:
-            await account.start()
+            if not await _until_stopped(account.start(), stop):
+                console.print("[bold yellow]stopped before the account was in sync[/]")
+                if opts.json_output:
+                    out.write(json.dumps({"in_sync": False, "error": "interrupted"}) + "\n")
+                return EXIT_NOT_IN_SYNC
         except (AuthError, ConnectError, AccountError, RestError, TimeoutError) as exc:
             reason = str(exc) or type(exc).__name__
             console.print(f"[bold red]cannot start the account:[/] {reason}", highlight=False)
@@ -187,7 +192,7 @@ async def run_account(
         if not account.in_sync and not stop.is_set():
             # the run ended mid-gap: give the reconciliation in progress a chance to finish
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(synced.wait(), opts.connect_timeout)
+                await _until_stopped(_wait_true(synced, opts.connect_timeout), stop)
         doc = snapshot(account)
         if opts.json_output:
             out.write(json.dumps(doc) + "\n")
@@ -205,6 +210,28 @@ async def run_account(
         await bus.stop()
         if emulator is not None:
             await emulator.stop()
+
+
+async def _wait_true(event: asyncio.Event, timeout: float) -> None:
+    await asyncio.wait_for(event.wait(), timeout)
+
+
+async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run ``work`` unless ``stop`` is set first (Ctrl-C, SIGTERM): then it is cancelled at
+    once, whatever stage it is at. True when ``work`` finished."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        task.result()  # raises what start() raised
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False
 
 
 # -- the demo account of --sim ----------------------------------------------------------------
