@@ -212,7 +212,6 @@ class TradeEvent(msgspec.Struct, frozen=True, gc=False):
     """Fetched over REST after a reconnect (missed during the outage), not received live."""
 
 
-
 class KlineEvent(msgspec.Struct, frozen=True, gc=False):
     """One ``kline.{interval}.{symbol}`` message (usually one candle; ``confirm`` = closed)."""
 
@@ -230,7 +229,6 @@ class KlineEvent(msgspec.Struct, frozen=True, gc=False):
     """Local wall time the frame was read (Unix ms)."""
     backfilled: bool = False
     """Fetched over REST after a reconnect (missed during the outage), not received live."""
-
 
 
 class LiquidationEvent(msgspec.Struct, frozen=True, gc=False):
@@ -275,7 +273,6 @@ class OrderUpdateEvent(msgspec.Struct, frozen=True, gc=False):
     stream): what changed while the private link was down, or at start-up."""
 
 
-
 class ExecutionEvent(msgspec.Struct, frozen=True, gc=False):
     """One private ``execution`` or ``execution.fast`` message (one or more fills).
 
@@ -298,7 +295,6 @@ class ExecutionEvent(msgspec.Struct, frozen=True, gc=False):
     stream): what changed while the private link was down, or at start-up."""
 
 
-
 class PositionUpdateEvent(msgspec.Struct, frozen=True, gc=False):
     """One private ``position`` message (sent on every order create/amend/cancel, even with no
     change)."""
@@ -315,7 +311,6 @@ class PositionUpdateEvent(msgspec.Struct, frozen=True, gc=False):
     stream): what changed while the private link was down, or at start-up."""
 
 
-
 class WalletUpdateEvent(msgspec.Struct, frozen=True, gc=False):
     """One private ``wallet`` message (no snapshot on subscribe; UPL changes are not pushed)."""
 
@@ -329,7 +324,6 @@ class WalletUpdateEvent(msgspec.Struct, frozen=True, gc=False):
     reconciled: bool = False
     """Learned from REST by :class:`~hean.account.Account` while reconciling (not from the
     stream): what changed while the private link was down, or at start-up."""
-
 
 
 class AuthEvent(msgspec.Struct, frozen=True):
@@ -448,7 +442,8 @@ class ReconciledEvent(msgspec.Struct, frozen=True):
     account: str
     """Label of the account (e.g. ``account``)."""
     trigger: str
-    """What started the run: ``start``, ``gap``, ``manual`` or ``timer``."""
+    """What started the run: ``start``, ``gap``, ``manual``, ``timer``, ``retry`` (after a failed
+    run) or ``recheck`` (orders the lagging order history did not show yet)."""
     ok: bool
     """The run completed; when ``False`` the account stays out of sync and ``error`` says why
     (another run is scheduled)."""

@@ -73,13 +73,8 @@ class PublicBackfill:
         self.incomplete = 0
         self.errors = 0
 
-    # -- fed by the connection (sync, on the reader's path) ---------------------------------
-
-    def observe_trades(self, event: TradeEvent) -> None:
-        self.trades.observe(f"publicTrade.{event.symbol}", event.trades)
-
-    def observe_klines(self, event: KlineEvent) -> None:
-        self.klines.observe(f"kline.{event.interval}.{event.symbol}", event.klines)
+    # -- fed by the connection: ``trades.observe`` / ``klines.observe`` with each live message
+    #    (on the reader's path), and the gaps
 
     def on_gap(self, gap: GapEvent) -> None:
         """Start a backfill for ``gap.topic`` if it is a trade or kline topic."""

@@ -420,11 +420,9 @@ class BybitPublicWebSocket:
                 self._live.set()
             else:
                 self._live.clear()
-        elif event_type is EventType.GAP and self.backfill is not None:
-            self._publish(event_type, event)
-            self.backfill.on_gap(event)
-            return
         self._publish(event_type, event)
+        if event_type is EventType.GAP and self.backfill is not None:
+            self.backfill.on_gap(event)
 
     def _publisher(self, event_type: EventType) -> Callable[[Any], None]:
         publisher = getattr(self.bus, "publisher", None)
@@ -453,9 +451,10 @@ class BybitPublicWebSocket:
             return self.tickers.apply
         if kind == "orderbook" and topic.split(".")[1].isdigit():
             return self._on_book
+        seen = self.backfill is not None
         return {
-            "publicTrade": self._on_trade,
-            "kline": self._on_kline,
+            "publicTrade": self._on_trade_seen if seen else self._on_trade,
+            "kline": self._on_kline_seen if seen else self._on_kline,
             "allLiquidation": self._on_liquidation,
             "liquidation": self._on_liquidation,
         }.get(kind)
@@ -501,15 +500,21 @@ class BybitPublicWebSocket:
         )
 
     def _on_trade(self, frame: Frame, now: float) -> None:
-        event = trade_event(frame, self.category, now, self._wall_ms(now))
-        if self.backfill is not None:
-            self.backfill.observe_trades(event)
-        self._publish_trade(event)
+        self._publish_trade(trade_event(frame, self.category, now, self._wall_ms(now)))
 
     def _on_kline(self, frame: Frame, now: float) -> None:
+        self._publish_kline(kline_event(frame, self.category, now, self._wall_ms(now)))
+
+    # with backfill (``rest=``): the same, and the backfill remembers what arrived live
+
+    def _on_trade_seen(self, frame: Frame, now: float) -> None:
+        event = trade_event(frame, self.category, now, self._wall_ms(now))
+        self.backfill.trades.observe(frame.topic, event.trades)  # type: ignore[union-attr, arg-type]
+        self._publish_trade(event)
+
+    def _on_kline_seen(self, frame: Frame, now: float) -> None:
         event = kline_event(frame, self.category, now, self._wall_ms(now))
-        if self.backfill is not None:
-            self.backfill.observe_klines(event)
+        self.backfill.klines.observe(frame.topic, event.klines)  # type: ignore[union-attr, arg-type]
         self._publish_kline(event)
 
     def _on_liquidation(self, frame: Frame, now: float) -> None:
