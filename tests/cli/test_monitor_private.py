@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import re
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -137,12 +138,20 @@ async def test_account_heals_after_an_outage_with_rest_url(
             ),
             timeout=10,
         )
-        await asyncio.sleep(0.3)
-        await emu.private_outage(DEFAULT_API_KEY, fills=0, partial_fills=0, cancels=0, hold=0.2)
-        await asyncio.sleep(1.0)
         port = int(re.search(r"dashboard http://127\.0\.0\.1:(\d+)/", err.getvalue())[1])  # type: ignore[index]
-        health = (await http(port, "/health")).json()
-        assert health["accounts"]["account"]["sync"] == "in_sync"
+
+        async def account_is(runs: int) -> dict[str, Any]:
+            for _ in range(200):
+                doc: dict[str, Any] = (await http(port, "/health")).json()
+                acct = doc["accounts"].get("account")
+                if acct and acct["sync"] == "in_sync" and acct["runs"] == runs:
+                    return doc
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"account never in sync after {runs} run(s): {doc}")
+
+        await account_is(1)  # the start-up snapshot is in
+        await emu.private_outage(DEFAULT_API_KEY, fills=0, partial_fills=0, cancels=0, hold=0.2)
+        health = await account_is(2)  # healed by the gap's run
         assert health["connections"]["private"]["auth"] == "ok"
         stop.set()
         assert await asyncio.wait_for(task, 10) == 0

@@ -478,6 +478,13 @@ class Account:
         return self.state.in_sync
 
     @property
+    def sync_state(self) -> str:
+        """``in_sync``, ``reconciling``, or ``failing`` (the last run failed; retrying)."""
+        if self.state.in_sync:
+            return "in_sync"
+        return "failing" if self._failures else "reconciling"
+
+    @property
     def orders(self) -> dict[str, Order]:
         """Open orders by ``orderId``."""
         return self.state.orders

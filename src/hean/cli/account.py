@@ -417,10 +417,10 @@ def _table(title: str, columns: list[str]) -> Table:
 
 def _view(account: Account, runs: deque[ReconciledEvent], now: float) -> Group:
     doc = snapshot(account)
-    if account.in_sync:
-        status = Text("IN SYNC", style="bold green")
-    else:
-        status = Text("RECONCILING", style="bold yellow")
+    status = {
+        "in_sync": Text("IN SYNC", style="bold green"),
+        "failing": Text("RECONCILING (last run failed, retrying)", style="bold red"),
+    }.get(account.sync_state, Text("RECONCILING", style="bold yellow"))
     header = Text.assemble(
         "account ", status, f"  runs {doc['runs']}  REST calls {doc['rest_calls']}"
     )

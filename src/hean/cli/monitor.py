@@ -370,12 +370,8 @@ async def _start_private(
             stats.last_run = describe_run(event)
 
         def on_sync(event: AccountSyncEvent) -> None:
-            if event.in_sync:
-                stats.account = "in_sync"
-            elif event.reason == "reconcile_failed":
-                stats.account = "failing"
-            elif event.reason != "stopped":
-                stats.account = "reconciling"
+            if event.reason != "stopped" and account is not None:
+                stats.account = account.sync_state
 
         bus.subscribe(EventType.RECONCILED, on_run, name="monitor")
         bus.subscribe(EventType.ACCOUNT_SYNC, on_sync, name="monitor")
@@ -409,12 +405,7 @@ def _note_private(
     if stats is None:
         return
     if account is not None and account.stats.state.runs:  # it ran: its state means something
-        if account.in_sync:
-            stats.account = "in_sync"
-        elif account.stats.consecutive_failures:
-            stats.account = "failing"
-        else:
-            stats.account = "reconciling"
+        stats.account = account.sync_state
     auth = private.auth_state
     stats.auth = auth.status
     stats.state = private.state.value

@@ -113,6 +113,8 @@ class AccountFeed(Protocol):
     @property
     def in_sync(self) -> bool: ...
     @property
+    def sync_state(self) -> str: ...
+    @property
     def private(self) -> Any: ...
     @property
     def stats(self) -> Any: ...
@@ -131,11 +133,7 @@ class AccountStatus:
 
     def sync_state(self) -> str:
         """``in_sync``, ``reconciling`` or ``failing`` (the last run failed; retrying)."""
-        if self.account.in_sync:
-            return "in_sync"
-        if getattr(self.account.stats, "consecutive_failures", 0):
-            return "failing"
-        return "reconciling"
+        return self.account.sync_state
 
 
 @dataclass(slots=True)
