@@ -186,3 +186,53 @@ async def test_outage_without_the_rest_server() -> None:
         summary = emu.outage_events(KEY, fills=0, partial_fills=0, cancels=1, new_orders=1)
         assert summary.cancelled == (placed.data["orderId"],)
         assert sorted(summary.statuses.values()) == ["Cancelled", "New"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "fills=x",
+        "partial_fills=1.5",
+        "cancels=-1",
+        "new_orders=",
+        "seed=s",
+        "hold=-1",
+        "hold=soon",
+        "mode=nope",
+        "unknown=1",
+    ],
+)
+async def test_control_outage_checks_every_parameter_before_the_link_goes_down(bad: str) -> None:
+    async with running(auto_tick=False) as emu:
+        ws = await private_client(emu)
+        code, reply = control.handle(emu, f"/control/outage?key={KEY}&{bad}")
+        assert code == 400 and not reply["ok"], reply
+        assert not emu.private_link_is_down(KEY)
+        assert emu.live_connections("private")  # nothing was dropped either
+        assert (await ws.subscribe("order"))["success"]
+        ws.close()
+
+
+async def test_control_outage_holds_the_link_down_for_hold_seconds() -> None:
+    async with running(auto_tick=False) as emu:
+        await _setup(emu)
+        start = emu.clock.monotonic()
+        code, reply = control.handle(
+            emu,
+            f"/control/outage?key={KEY}&fills=0&partial_fills=0&cancels=1&new_orders=0&hold=0.2",
+        )
+        assert code == 200 and len(reply["result"]["cancelled"]) == 1, reply
+        assert emu.private_link_is_down(KEY)  # still down: held
+        with pytest.raises(WSHandshakeError):
+            await connect(emu, "private")
+        await emu.wait_for(lambda: not emu.private_link_is_down(KEY), timeout=5)
+        assert emu.clock.monotonic() - start >= 0.2
+        again = await private_client(emu)
+        again.close()
+        # restore=false: stays down until told
+        code, reply = control.handle(
+            emu,
+            f"/control/outage?key={KEY}&fills=0&partial_fills=0&cancels=0&new_orders=0"
+            "&restore=false",
+        )
+        assert code == 200 and emu.private_link_is_down(KEY)

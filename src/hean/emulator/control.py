@@ -322,22 +322,31 @@ def _link(emu: Emulator, q: dict[str, str]) -> object:
 
 
 def _outage(emu: Emulator, q: dict[str, str]) -> object:
+    from hean.emulator.rest_scenario import LINK_MODES
+
+    # every parameter is checked before the link goes down: a bad request changes nothing
     key = q.pop("key", "")
+    emu.trading.by_key(key)  # KeyError (404) if unknown
     hold = _number(q.pop("hold", "0"), "hold")
     if hold < 0:
         raise _BadRequest(f"hold must be >= 0, got {hold}")
     restore = _bool(q.pop("restore", "true"))
-    dropped = emu.private_link_down(key, mode=q.pop("mode", "refuse"))
+    mode = q.pop("mode", "refuse")
+    if mode not in LINK_MODES:
+        raise _BadRequest(f"mode must be one of {', '.join(LINK_MODES)}, got {mode!r}")
     counts = {
         name: _int(q.pop(name, "1"), name)
         for name in ("fills", "partial_fills", "cancels", "new_orders")
     }
+    for name, value in counts.items():
+        if value < 0:
+            raise _BadRequest(f"{name} must be >= 0, got {value}")
     rate = q.pop("funding_rate", None) or None
     symbol = q.pop("funding_symbol", None) or None
     seed = _int(q.pop("seed", "0"), "seed")
     if q:
-        emu.private_link_up(key)
         raise _BadRequest(f"unknown parameters: {', '.join(sorted(q))}")
+    dropped = emu.private_link_down(key, mode=mode)
     try:
         summary = emu.outage_events(
             key, funding_rate=rate, funding_symbol=symbol, seed=seed, **counts
