@@ -14,6 +14,7 @@ import pytest
 
 from hean.core.clock import ManualClock
 from hean.emulator import AccountConfig, Emulator, EmulatorConfig
+from hean.emulator.rest_account import history_keeps
 
 from .accounts_helpers import KEY, private_client
 from .conftest import running
@@ -326,6 +327,72 @@ async def test_order_history_lag_and_recently_closed_cache() -> None:
         clock.advance(86_400)
         history = await get(emu, "/v5/order/history", f"category=linear&orderId={order_id}")
         assert history.result["list"] == []
+
+
+async def test_order_history_retention_24_hours_7_days_and_older() -> None:
+    """rest.md §6.2: never-filled Cancelled / Rejected / Deactivated orders for 24 h, orders
+    with fills for as long as they are asked for (a window older than 7 days included)."""
+    day = 86_400_000
+    async with manual() as (emu, clock):
+        unfilled = await post(emu, "/v5/order/create", limit_order(orderLinkId="never"))
+        cancel = {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "never"}
+        assert (await post(emu, "/v5/order/cancel", cancel)).code == 0
+        market = {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Market"}
+        filled = await post(emu, "/v5/order/create", {**market, "qty": "0.01"})
+        bids, _ = emu.book_truth("linear", "BTCUSDT", 1)
+        near = f"{float(bids[0][0]) - 10:.2f}"
+        partly = await post(emu, "/v5/order/create", limit_order(near, orderLinkId="partly"))
+        partly_id = partly.result["orderId"]
+        emu.symbol_market("linear", "BTCUSDT").hit(partly_id, 5)
+        cancel = {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "partly"}
+        assert (await post(emu, "/v5/order/cancel", cancel)).code == 0
+        ids = {
+            unfilled.result["orderId"]: "Cancelled",
+            filled.result["orderId"]: "Filled",
+            partly_id: "PartiallyFilledCanceled",
+        }
+
+        async def history(query: str = "") -> dict[str, str]:
+            reply = await get(emu, "/v5/order/history", "category=linear" + query)
+            assert reply.code == 0, reply.body
+            return {o["orderId"]: o["orderStatus"] for o in reply.result["list"]}
+
+        assert await history() == ids
+        closed = max(int(o["updatedTime"]) for o in emu.account(KEY).orders.values())
+        created = min(int(o["createdTime"]) for o in emu.account(KEY).orders.values())
+        clock.advance((closed + day - 10 - emu.server_time_ms()) / 1000)
+        assert await history() == ids  # just under 24 h: all of them
+        clock.advance(0.02)
+        with_fills = {k: v for k, v in ids.items() if v != "Cancelled"}
+        assert await history() == with_fills  # just over 24 h: the never-filled cancel is gone
+        unfilled_id = unfilled.result["orderId"]
+        assert await history(f"&orderId={unfilled_id}") == {}
+        clock.advance(7 * 86_400)  # 8 days: out of the default window (the last 7 days) ...
+        assert await history() == {}
+        window = f"&startTime={created - 1000}&endTime={closed + 1000}"
+        assert await history(window) == with_fills  # ... but listed when asked for that window
+        assert await history(f"{window}&orderId={unfilled_id}") == {}
+
+
+@pytest.mark.parametrize(
+    ("status", "has_fills", "kept_until"),
+    [
+        ("Cancelled", False, "day"),
+        ("Rejected", False, "day"),
+        ("Deactivated", False, "day"),
+        ("Filled", True, "always"),
+        ("PartiallyFilledCanceled", True, "always"),
+        ("Cancelled", True, "always"),
+    ],
+)
+def test_history_retention_tiers(status: str, has_fills: bool, kept_until: str) -> None:
+    day, week = 86_400_000, 7 * 86_400_000
+    ages = (0, day - 1, day, day + 1, week, week + 1, 400 * day)
+    kept = [history_keeps(status, has_fills, age) for age in ages]
+    if kept_until == "day":
+        assert kept == [True, True, True, False, False, False, False]
+    else:
+        assert all(kept)
 
 
 # -- funding -------------------------------------------------------------------------------------

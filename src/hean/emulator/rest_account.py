@@ -42,6 +42,7 @@ __all__ = [
     "POSITION_KEYS",
     "QUERIES",
     "execution_rest",
+    "history_keeps",
     "order_rest",
     "position_rest",
 ]
@@ -206,6 +207,16 @@ def _orders_page(
     return {"list": [order_rest(o, keys) for o in page], "nextPageCursor": cursor}
 
 
+def history_keeps(status: str, has_fills: bool, age_ms: int) -> bool:
+    """Whether order history still lists a closed order ``age_ms`` after it closed (rest.md
+    §6.2): the last 24 h everything, never-filled ``Cancelled`` / ``Rejected`` /
+    ``Deactivated`` included; the last 7 days every closed order but those; older, only orders
+    with fills (asked for with ``startTime`` / ``endTime``)."""
+    if has_fills or age_ms <= _DAY_MS:
+        return True
+    return age_ms <= _WEEK_MS and status not in _UNFILLED_FINAL
+
+
 def _closed_cache(acct: Account, category: str) -> list[UserOrder]:
     """The account's most recent 500 closed orders of a category, most recently closed first."""
     out: list[UserOrder] = []
@@ -277,10 +288,7 @@ def _history(call: Call) -> tuple[object, object]:
             continue
         if status is not None and order.status != status:
             continue
-        if order.status in _UNFILLED_FINAL and not order.filled_qty:
-            if now - order.updated_ms > _DAY_MS:
-                continue
-        elif now - order.updated_ms > _WEEK_MS and not order.filled_qty:
+        if not history_keeps(order.status, bool(order.filled_qty), now - order.updated_ms):
             continue
         if not start <= order.created_ms <= end:
             continue
