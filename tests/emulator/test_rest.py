@@ -239,6 +239,30 @@ async def test_rate_limit_per_uid_and_endpoint() -> None:
         assert reply.code == 10006
 
 
+@pytest.mark.parametrize("rate_limit", [None, 10])
+async def test_an_oversized_batch_is_refused_whole_even_when_rate_limited(
+    rate_limit: int | None,
+) -> None:
+    limits = {} if rate_limit is None else {"/v5/order/create-batch": rate_limit}
+    async with manual(rest_rate_limits=limits) as (emu, _):
+        for category, size, most in (("linear", 25, 20), ("spot", 11, 10)):
+            items = [limit_order(price=str(1000 + i)) for i in range(size)]
+            for item in items:
+                del item["category"]
+            reply = await post(
+                emu, "/v5/order/create-batch", {"category": category, "request": items}
+            )
+            assert reply.code == 10001, reply.body
+            assert reply.body["retMsg"] == (
+                f"params error: at most {most} orders per batch for {category}"
+            )
+            assert reply.result == {} and emu.account(KEY).open_orders == []
+            quota = int(reply.headers["X-Bapi-Limit"])
+            assert reply.headers["X-Bapi-Limit-Status"] == str(quota - 1)  # counted once
+        reply = await post(emu, "/v5/order/create-batch", {"category": "linear", "request": []})
+        assert reply.code == 10001 and emu.account(KEY).open_orders == []
+
+
 # -- pagination ----------------------------------------------------------------------------------
 
 

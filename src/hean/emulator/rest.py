@@ -57,7 +57,8 @@ Rate limits (rest.md §3.2, rolling 1 s per UID and endpoint): order entry per c
 (``create`` 10/s linear+inverse, 10 option, 20 spot; ``amend`` 10/10/10; ``cancel`` 10/10/20;
 ``cancel-all`` 10/1/20; ``create-batch`` 10/10/20 *orders* per second on linear/inverse/spot and
 requests on option, its own quota: a batch larger than what is left gets the first N orders
-placed and the rest failed item by item with 10006), queries 50/s each. Scaled by
+placed and the rest failed item by item with 10006; a batch refused as a whole, e.g. over 20
+orders or 10 on spot, is answered 10001 and counts once), queries 50/s each. Scaled by
 ``EmulatorConfig.rest_rate_scale``, overridden per path by ``rest_rate_limits``. When blocked:
 10006 with ``X-Bapi-Limit-Reset-Timestamp`` = when the window frees up. The REST quotas are
 separate from the ``/v5/trade`` quota (``trade_rate_limit``).
@@ -117,6 +118,7 @@ import msgspec
 from aiohttp import web
 
 from hean.emulator.accounts import Account
+from hean.emulator.trading import OpError, Trading
 
 if TYPE_CHECKING:
     from hean.emulator.server import Emulator
@@ -500,8 +502,10 @@ class RestServer:
             category = params.get("category") if params else None
             units = 1
             if path == "/v5/order/create-batch" and category != "option" and params:
-                request_list = params.get("request")
-                units = len(request_list) if isinstance(request_list, list) and request_list else 1
+                try:  # a batch counts its orders; one refused as a whole counts once
+                    units = len(Trading.check_batch(params)[1])
+                except OpError:
+                    units = 1
             allowed, limits = self.take_rate(account.uid, path, category, units, now)
             if allowed == 0:
                 return self.envelope(10006, ERROR_TEXTS[10006], {}, {}, now, limits), key, 10006

@@ -32,7 +32,7 @@ from hean.emulator.rest import (
     limit_param,
     text_param,
 )
-from hean.emulator.trading import OpResult
+from hean.emulator.trading import OpError, OpResult, Trading
 
 __all__ = [
     "EXECUTION_KEYS",
@@ -467,10 +467,10 @@ def _create_batch(call: Call) -> tuple[object, object]:
     """Batch create: rate-limited orders and injected item failures are refused item by item
     (``retExtInfo.list``), the others placed in one op."""
     params = dict(call.params)
-    requests = params.get("request")
-    if not isinstance(requests, list) or not requests:
-        raise RestError(10001, "params error: request must be a non-empty list")
-    category = params.get("category")
+    try:  # a batch refused as a whole is refused before any item is failed or placed
+        category, requests = Trading.check_batch(params)
+    except OpError as err:
+        raise RestError(err.code, err.msg) from None
     failures: dict[int, tuple[int, str]] = {}
     injected = call.server.take_batch_failure()
     if injected is not None:

@@ -404,14 +404,21 @@ class Trading:
             self._depth -= 1
             self._maybe_flush()
 
-    def _batch(self, account: Account, op: str, args: Mapping[str, Any]) -> OpResult:
-        category = self._category(args.get("category"))
+    @classmethod
+    def check_batch(cls, args: Mapping[str, Any]) -> tuple[str, list[object]]:
+        """``(category, requests)`` of a batch op, or :class:`OpError` for a batch refused as a
+        whole (no category, no list, more than 20 orders, 10 on spot)."""
+        category = cls._category(args.get("category"))
         requests = args.get("request")
         if not isinstance(requests, list) or not requests:
             raise OpError(10001, "params error: request must be a non-empty list")
         limit = 10 if category == "spot" else 20
         if len(requests) > limit:
             raise OpError(10001, f"params error: at most {limit} orders per batch for {category}")
+        return category, requests
+
+    def _batch(self, account: Account, op: str, args: Mapping[str, Any]) -> OpResult:
+        category, requests = self.check_batch(args)
         items: list[dict[str, object]] = []
         codes: list[dict[str, object]] = []
         for req in requests:
