@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from picows import WSHandshakeError
 
-from hean.emulator import Emulator, control
+from hean.emulator import AccountConfig, Emulator, control
 
-from .accounts_helpers import KEY, auth_msg, private_client
+from .accounts_helpers import KEY, SECRET, auth_msg, private_client, trade_client
 from .conftest import connect, running
 from .rest_helpers import get, limit_order, post
 
@@ -236,3 +236,40 @@ async def test_control_outage_holds_the_link_down_for_hold_seconds() -> None:
             "&restore=false",
         )
         assert code == 200 and emu.private_link_is_down(KEY)
+
+
+async def test_auth_mode_refuses_the_key_before_authenticating_it() -> None:
+    """A down link (mode="auth") is judged with the auth: no session is attached, the auth log
+    says ``link_down``; other keys on /v5/private and the key on /v5/trade authenticate."""
+    other = AccountConfig(api_key="OTHERKEY", api_secret="OTHERSECRET")
+    mine = AccountConfig(api_key=KEY, api_secret=SECRET)
+    async with running(auto_tick=False, accounts=(mine, other)) as emu:
+        attached: list[str] = []
+        attach = emu.trading.attach
+
+        def spy(session: Any, account: Any) -> None:
+            attached.append(account.api_key)
+            attach(session, account)
+
+        emu.trading.attach = spy  # type: ignore[method-assign]
+        emu.private_link_down(KEY, mode="auth")
+        c = await connect(emu, "private")
+        c.send_json(auth_msg(emu))
+        await c.wait_closed()  # dropped instead of a reply
+        assert attached == []
+        assert emu.auth_log[-1].api_key == KEY and emu.auth_log[-1].result == "link_down"
+        [info] = [i for i in emu.connections if i.category == "private"]
+        assert info.auth_state != "authenticated" and info.last_auth_result == "link_down"
+        # another key authenticates on /v5/private; the key itself on /v5/trade
+        c2 = await connect(emu, "private")
+        reply = await c2.request(auth_msg(emu, key="OTHERKEY", secret="OTHERSECRET"))
+        assert reply["success"] is True, reply
+        assert (await c2.subscribe("order"))["success"]
+        trade = await trade_client(emu)
+        assert attached == ["OTHERKEY", KEY]
+        assert [r.result for r in emu.auth_log] == ["link_down", "ok", "ok"]
+        c2.close()
+        trade.close()
+        emu.private_link_up(KEY)
+        again = await private_client(emu)
+        again.close()

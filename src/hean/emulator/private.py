@@ -188,7 +188,9 @@ class AccountSession(PublicSession):
         else:
             check = hub.trading.check_auth(args, hub.server_time_ms())
             result = check.reason
-            if check.ok and check.account is not None:
+            if check.ok and check.account is not None and self._link_down(check.account):
+                result = "link_down"  # judged here: no session is attached
+            elif check.ok and check.account is not None:
                 self.account = check.account
                 info.auth_state = "authenticated"
                 info.api_key = check.account.api_key
@@ -199,6 +201,10 @@ class AccountSession(PublicSession):
         info.last_auth_result = result
         hub.record_auth(self, result)
         return result
+
+    def _link_down(self, account: Account) -> bool:
+        """Whether an auth as ``account`` is refused because its link is down."""
+        return False
 
 
 _PRIVATE_AUTH_TEXT = {
@@ -225,6 +231,9 @@ class PrivateSession(AccountSession):
 
     kind: ClassVar[str] = "private"
 
+    def _link_down(self, account: Account) -> bool:
+        return self.account_hub.private_link_is_down(account.api_key)
+
     def _dispatch(self, op: str, msg: dict[str, Any], faults: EffectiveFaults) -> None:
         req_id = msg.get("req_id", shapes.MISSING)
         if op == "ping":
@@ -234,13 +243,7 @@ class PrivateSession(AccountSession):
                 self._reply(shapes.private_pong(self.conn_id, req_id, now))
         elif op == "auth":
             result = self._authenticate(msg.get("args"), faults)
-            account = self.account
-            if (
-                result == "ok"
-                and account is not None
-                and self.account_hub.private_link_is_down(account.api_key)
-            ):
-                self.account_hub.trading.detach(self)
+            if result == "link_down":
                 self.abort("private_outage")  # the account's private link is down
                 return
             self._reply(

@@ -5,11 +5,11 @@ This is what HEAN's reconciliation after a private ``GAP`` must heal (issue 11).
 
 * ``emu.private_link_down(api_key, *, mode="refuse") -> list[str]``: the account's ``/v5/private``
   connections are dropped (TCP close without a close frame; the client sees 1006) and stay
-  unavailable: an ``auth`` naming the key on ``/v5/private`` gets its connection dropped instead
-  of a reply, and with ``mode="refuse"`` (the default) every new ``/v5/private`` upgrade is
-  answered HTTP 503 (all accounts: a private-gateway outage; ``mode="auth"`` affects only this
-  key). Public and ``/v5/trade`` connections stay up; REST keeps working. Returns the dropped
-  conn_ids.
+  unavailable: a valid ``auth`` with the key on ``/v5/private`` gets its connection dropped
+  instead of a reply (nothing attached; ``emu.auth_log`` records ``link_down``), and with
+  ``mode="refuse"`` (the default) every new ``/v5/private`` upgrade is answered HTTP 503 (all
+  accounts: a private-gateway outage; ``mode="auth"`` affects only this key). Public and
+  ``/v5/trade`` connections stay up; REST keeps working. Returns the dropped conn_ids.
 * ``emu.private_link_up(api_key)``: the link may come back (clients reconnect by themselves);
   ``emu.private_link_is_down(api_key) -> bool``.
 * ``emu.outage_events(api_key, *, fills=1, partial_fills=1, cancels=1, new_orders=1,

@@ -88,8 +88,9 @@ class AuthRecord:
     api_key: str | None
     """The key it named (if it was a string)."""
     result: str
-    """``ok``, ``repeat``, ``expired``, ``bad_key``, ``bad_signature``, ``params`` or
-    ``too_many_sessions``."""
+    """``ok``, ``repeat``, ``expired``, ``bad_key``, ``bad_signature``, ``params``,
+    ``too_many_sessions`` or ``link_down`` (a valid ``/v5/private`` auth for a key whose private
+    link is down: the connection was dropped, see :meth:`Emulator.private_link_down`)."""
 
     @property
     def ok(self) -> bool:
