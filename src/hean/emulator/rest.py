@@ -449,35 +449,53 @@ class RestServer:
         raw = request.raw_path
         path, _, query = raw.partition("?")
         body = await request.read() if request.can_read_body else b""
-        delay = self._take_failure(path, ("delay",))
+        delay = 0.0
         try:
-            response, key, code = self.respond(request.method, path, query, request.headers, body)
+            response, key, code, delay = self.respond(
+                request.method, path, query, request.headers, body
+            )
         except Exception:  # a bug must never take the server down
             log.exception("emulator: REST %s %s failed", request.method, path)
             now = self.emu.server_time_ms()
             response, key, code = self.envelope(10016, "Server error.", {}, {}, now), None, 10016
         self._record(request.method, path, key, response.status, code)
-        if delay is not None:
-            await asyncio.sleep(delay.seconds)
+        if delay:
+            await asyncio.sleep(delay)
         return response
 
     def respond(
         self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
-    ) -> tuple[web.Response, str | None, int | None]:
-        """Answer one request; returns ``(response, api key named, retCode or None)``."""
-        emu = self.emu
-        now = emu.server_time_ms()
+    ) -> tuple[web.Response, str | None, int | None, float]:
+        """Answer one request at once; returns ``(response, api key named, retCode or None,
+        seconds to hold the response back)``."""
+        now = self.emu.server_time_ms()
         endpoint = self.endpoints.get(path)
         if endpoint is None:
             return (
                 self._plain(404, "404 page not found", now, "text/plain; charset=utf-8"),
                 None,
                 None,
+                0.0,
             )
         if method not in ("GET", "POST") or method != endpoint.method:
-            return self.envelope(10001, "method error", {}, {}, now), None, 10001
+            return self.envelope(10001, "method error", {}, {}, now), None, 10001, 0.0
         if method == "GET" and body:
-            return self._plain(403, HTTP_FAILURES[403], now, "text/html"), None, None
+            return self._plain(403, HTTP_FAILURES[403], now, "text/html"), None, None, 0.0
+        delay = self._take_failure(path, ("delay",))  # routed: the switches apply
+        response, key, code = self._answer(endpoint, method, path, query, headers, body, now)
+        return response, key, code, delay.seconds if delay is not None else 0.0
+
+    def _answer(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        path: str,
+        query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        now: int,
+    ) -> tuple[web.Response, str | None, int | None]:
+        emu = self.emu
         key = headers.get("X-BAPI-API-KEY") if endpoint.private else None
         failure = self._take_failure(path, ("code", "http"))
         if failure is not None:
