@@ -114,9 +114,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from aiohttp import web
 
+from hean.emulator import shapes
 from hean.emulator.accounts import Account
 from hean.emulator.trading import OpError, Trading
 
@@ -128,7 +128,6 @@ __all__ = [
     "HTTP_FAILURES",
     "INJECTABLE_REST_CODES",
     "Call",
-    "RestError",
     "RestFailure",
     "RestRecord",
     "RestServer",
@@ -140,13 +139,13 @@ log = logging.getLogger("hean.emulator.rest")
 ERROR_TEXTS: dict[int, str] = {
     10000: "Server Timeout",
     10001: "Request parameter error.",
-    10003: "API key is invalid.",
-    10004: "Error sign, please check your signature generation algorithm.",
+    10003: shapes.INVALID_KEY_TEXT,
+    10004: shapes.INVALID_SIGN_TEXT,
     10005: "Permission denied, please check your API key permissions.",
-    10006: "Too many visits. Exceeded the API Rate Limit.",
+    10006: shapes.TRADE_TEXTS[10006],
     10010: "Unmatched IP, please check your API key's bound IP addresses.",
     10016: "Server error.",
-    429: "System level frequency protection.",
+    429: shapes.TRADE_TEXTS[10429],
 }
 #: retCodes :meth:`Emulator.inject_rest_error` may inject
 INJECTABLE_REST_CODES = frozenset({10000, 10002, 10003, 10004, 10005, 10006, 10010, 10016, 429})
@@ -163,18 +162,6 @@ HTTP_FAILURES: dict[int, str] = {
 }
 _JSON = "application/json; charset=utf-8"
 _MAX_LOG = 10_000
-
-_encode = msgspec.json.Encoder().encode
-
-
-class RestError(Exception):
-    """A request answered with ``retCode`` ``code`` and ``msg`` (HTTP 200, ``result: {}``)."""
-
-    def __init__(self, code: int, msg: str | None = None) -> None:
-        text = msg if msg is not None else ERROR_TEXTS.get(code, f"error {code}")
-        super().__init__(text)
-        self.code = code
-        self.msg = text
 
 
 @dataclass(slots=True)
@@ -227,7 +214,7 @@ class Call:
 
 
 Handler = Callable[[Call], tuple[object, object]]
-"""Returns ``(result, retExtInfo)``; raises :class:`RestError` for a business error."""
+"""Returns ``(result, retExtInfo)``; raises :class:`OpError` for a business error."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,18 +248,10 @@ def _empty_value_text(ts: str, key: str, sign: str) -> str:
     return f"empty value: apiTimestamp[{ts}] apiKey[{key}] apiSignature[{sign}]"
 
 
-def recv_window_text(timestamp: int, server_ms: int, recv_window: int) -> str:
-    return (
-        "invalid request, please check your server timestamp or recv_window param. "
-        f"req_timestamp[{timestamp}],server_timestamp[{server_ms}],recv_window[{recv_window}]"
-    )
-
-
 def go_json(obj: object) -> bytes:
     """Compact JSON as Bybit's Go encoder writes it (``&``, ``<``, ``>`` escaped)."""
-    return (
-        _encode(obj).replace(b"&", b"\\u0026").replace(b"<", b"\\u003c").replace(b">", b"\\u003e")
-    )
+    raw = shapes.encode(obj)
+    return raw.replace(b"&", b"\\u0026").replace(b"<", b"\\u003c").replace(b">", b"\\u003e")
 
 
 def parse_query(query: str) -> dict[str, str]:
@@ -502,9 +481,9 @@ class RestServer:
             return self._injected(failure, path, key, now), key, failure.code or None
         try:
             params = self._params(method, query, body)
-        except RestError as err:
+        except OpError as err:
             params = None
-            param_error: RestError | None = err
+            param_error: OpError | None = err
         else:
             param_error = None
         account: Account | None = None
@@ -513,7 +492,7 @@ class RestServer:
         if endpoint.private:
             try:
                 account = self._authenticate(method, query, headers, body, now)
-            except RestError as err:
+            except OpError as err:
                 return self.envelope(err.code, err.msg, {}, {}, now), key, err.code
             if method == "POST" and account.config.read_only:
                 return self.envelope(10005, ERROR_TEXTS[10005], {}, {}, now), key, 10005
@@ -529,12 +508,12 @@ class RestServer:
                 return self.envelope(10006, ERROR_TEXTS[10006], {}, {}, now, limits), key, 10006
             units = allowed
         if param_error is not None or params is None:
-            bad = param_error or RestError(10001)
+            bad = param_error or OpError(10001, ERROR_TEXTS[10001])
             return self.envelope(bad.code, bad.msg, {}, {}, now, limits), key, bad.code
         call = Call(emu, self, method, path, params, account, now, units)
         try:
             result, ext = endpoint.handler(call)
-        except RestError as failed:
+        except OpError as failed:
             code = failed.code
             return self.envelope(code, failed.msg, {}, {}, now, limits), key, code
         return self.envelope(0, "OK", result, ext, now, limits), key, 0
@@ -544,7 +523,7 @@ class RestServer:
             return self._plain(failure.status, HTTP_FAILURES[failure.status], now, "text/html")
         code = failure.code
         if code == 10002:
-            msg = recv_window_text(now - 30_000, now, 5000)
+            msg = shapes.recv_window_text(now - 30_000, now, 5000)
         else:
             msg = ERROR_TEXTS.get(code, f"error {code}")
         extra: dict[str, str] = {}
@@ -569,9 +548,9 @@ class RestServer:
         try:
             data = json.loads(body)
         except (ValueError, RecursionError):
-            raise RestError(10001, "Request parameter error.") from None
+            raise OpError(10001, "Request parameter error.") from None
         if not isinstance(data, dict):
-            raise RestError(10001, "Request parameter error.")
+            raise OpError(10001, "Request parameter error.")
         out = {k: v for k, v in data.items() if v is not None}
         request_list = out.get("request")
         if isinstance(request_list, list):
@@ -589,21 +568,21 @@ class RestServer:
         sign = headers.get("X-BAPI-SIGN", "")
         window_text = headers.get("X-BAPI-RECV-WINDOW")
         if not key or not ts_text or not sign:
-            raise RestError(10001, _empty_value_text(ts_text, key, sign))
+            raise OpError(10001, _empty_value_text(ts_text, key, sign))
         if not (ts_text.isascii() and ts_text.isdigit()):
-            raise RestError(10001, "openapi params error! req_timestamp invalid")
+            raise OpError(10001, "openapi params error! req_timestamp invalid")
         timestamp = int(ts_text)
         if window_text is None or window_text == "":
             window = 5000
         elif window_text.isascii() and window_text.isdigit():
             window = int(window_text)
         else:
-            raise RestError(10001, "openapi params error! recv_window invalid")
+            raise OpError(10001, "openapi params error! recv_window invalid")
         if not now - window <= timestamp < now + 1000:
-            raise RestError(10002, recv_window_text(timestamp, now, window))
+            raise OpError(10002, shapes.recv_window_text(timestamp, now, window))
         account = self.emu.trading.find(key)
         if account is None:
-            raise RestError(10003, ERROR_TEXTS[10003])
+            raise OpError(10003, ERROR_TEXTS[10003])
         prefix = f"{ts_text}{key}{window_text or ''}"
         payload = prefix.encode() + (
             query.encode("utf-8", "surrogateescape") if method == "GET" else body
@@ -611,7 +590,7 @@ class RestServer:
         expected = hmac.new(account.config.api_secret.encode(), payload, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, sign.lower()):
             origin = payload.decode("utf-8", "replace")
-            raise RestError(10004, f"error sign! origin_string[{origin}]")
+            raise OpError(10004, f"error sign! origin_string[{origin}]")
         return account
 
 
@@ -623,10 +602,10 @@ def text_param(params: Mapping[str, Any], name: str, *, required: bool = False) 
     value = params.get(name)
     if value is None or value == "":
         if required:
-            raise RestError(10001, f"params error: {name} is required")
+            raise OpError(10001, f"params error: {name} is required")
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise RestError(10001, f"params error: {name} invalid")
+        raise OpError(10001, f"params error: {name} invalid")
     return str(value)
 
 
@@ -636,7 +615,7 @@ def int_param(params: Mapping[str, Any], name: str) -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
-        raise RestError(10001, f"params error: {name} invalid")
+        raise OpError(10001, f"params error: {name} invalid")
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -647,21 +626,7 @@ def int_param(params: Mapping[str, Any], name: str) -> int | None:
             text = text[:-2]
         if text.lstrip("-").isdigit() and text.isascii():
             return int(text)
-    raise RestError(10001, f"params error: {name} invalid")
-
-
-def bool_param(params: Mapping[str, Any], name: str) -> bool | None:
-    value = params.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return value
-    low = str(value).strip().lower()
-    if low in ("true", "1"):
-        return True
-    if low in ("false", "0"):
-        return False
-    raise RestError(10001, f"params error: {name} invalid")
+    raise OpError(10001, f"params error: {name} invalid")
 
 
 def category_param(
@@ -671,9 +636,9 @@ def category_param(
     if value is None or value == "":
         if default is not None:
             return default
-        raise RestError(10001, "params error: category is required")
+        raise OpError(10001, "params error: category is required")
     if value not in allowed:
-        raise RestError(10001, f"params error: category {value!r} is not supported here")
+        raise OpError(10001, f"params error: category {value!r} is not supported here")
     return str(value)
 
 
@@ -682,7 +647,7 @@ def limit_param(params: Mapping[str, Any], default: int, most: int, page_size: i
     value = int_param(params, "limit")
     limit = default if value is None else value
     if limit < 1:
-        raise RestError(10001, "params error: limit invalid")
+        raise OpError(10001, "params error: limit invalid")
     limit = min(limit, most)
     return limit if page_size is None else min(limit, page_size)
 

@@ -24,8 +24,8 @@ from hean.emulator.accounts import (
     wallet_item,
 )
 from hean.emulator.rest import (
+    ERROR_TEXTS,
     Call,
-    RestError,
     category_param,
     encode_cursor,
     int_param,
@@ -135,7 +135,7 @@ def _cursor_parts(call: Call, prefix: str) -> tuple[int, int] | None:
     body = rest.rstrip("&")
     ms, _, number = body.partition(":")
     if head != prefix or not sep or not ms.isdigit() or not number.isdigit():
-        raise RestError(10001, "params error: cursor invalid")
+        raise OpError(10001, "params error: cursor invalid")
     return int(ms), int(number)
 
 
@@ -155,9 +155,9 @@ def _time_window(call: Call, now: int) -> tuple[int, int]:
     if start is None:
         return end - _WEEK_MS, end
     if end < start:
-        raise RestError(10001, "params error: endTime must not be earlier than startTime")
+        raise OpError(10001, "params error: endTime must not be earlier than startTime")
     if end - start > _WEEK_MS:
-        raise RestError(
+        raise OpError(
             10001, "params error: The time range between startTime and endTime cannot exceed 7 days"
         )
     return start, end
@@ -240,7 +240,7 @@ def _realtime(call: Call) -> tuple[object, object]:
     link = text_param(params, "orderLinkId")
     open_only = int_param(params, "openOnly") or 0
     if open_only not in (0, 1):
-        raise RestError(10001, "params error: openOnly invalid")
+        raise OpError(10001, "params error: openOnly invalid")
     limit = _page_size(call, 20, 50)
     if order_id is not None or link is not None:
         cached = {o.order_id for o in _closed_cache(acct, category)}
@@ -254,7 +254,7 @@ def _realtime(call: Call) -> tuple[object, object]:
         if category == "linear" and not any(
             text_param(params, k) for k in ("symbol", "baseCoin", "settleCoin")
         ):
-            raise RestError(
+            raise OpError(
                 10001, "Missing some parameters that must be filled in, symbol or settleCoin"
             )
         pool = _closed_cache(acct, category) if open_only else list(acct.open.values())
@@ -321,7 +321,7 @@ def _executions(call: Call) -> tuple[object, object]:
         head = cursor.partition(",")[0]
         _, _, digits = head.partition(":")
         if not digits.isdigit():
-            raise RestError(10001, "params error: cursor invalid")
+            raise OpError(10001, "params error: cursor invalid")
         after = int(digits)
     out: list[tuple[int, Mapping[str, object]]] = []
     for offset in range(len(acct.executions) - 1, -1, -1):
@@ -377,14 +377,14 @@ def _positions(call: Call) -> tuple[object, object]:
     positions: list[PositionState]
     if symbol is not None:
         if not emu.market.has(category, symbol):
-            raise RestError(10001, "Not supported symbols")
+            raise OpError(10001, "Not supported symbols")
         pos = acct.positions.get((category, symbol))
         if pos is None:
             pos = PositionState(category, emu.market.spec(category, symbol))
         positions = [pos]
     else:
         if category == "linear" and settle is None:
-            raise RestError(
+            raise OpError(
                 10001, "Missing some parameters that must be filled in, symbol or settleCoin"
             )
         positions = [
@@ -421,7 +421,7 @@ def _wallet(call: Call) -> tuple[object, object]:
     params = call.params
     account_type = text_param(params, "accountType", required=True)
     if account_type != "UNIFIED":
-        raise RestError(10001, "accountType only support UNIFIED.")
+        raise OpError(10001, "accountType only support UNIFIED.")
     trading = call.emu.trading
     item = wallet_item(acct, trading.mark, trading.usd_price)
     coins: list[dict[str, object]] = list(item["coin"])  # type: ignore[call-overload]
@@ -455,7 +455,7 @@ def _op(op: str) -> Callable[[Call], tuple[object, object]]:
 
 def _answer(result: OpResult) -> tuple[object, object]:
     if result.code != 0:
-        raise RestError(result.code, result.msg)
+        raise OpError(result.code, result.msg)
     return result.data, result.ext if result.ext is not None else {}
 
 
@@ -467,10 +467,8 @@ def _create_batch(call: Call) -> tuple[object, object]:
     """Batch create: rate-limited orders and injected item failures are refused item by item
     (``retExtInfo.list``), the others placed in one op."""
     params = dict(call.params)
-    try:  # a batch refused as a whole is refused before any item is failed or placed
-        category, requests = Trading.check_batch(params)
-    except OpError as err:
-        raise RestError(err.code, err.msg) from None
+    # a batch refused as a whole is refused before any item is failed or placed
+    category, requests = Trading.check_batch(params)
     failures: dict[int, tuple[int, str]] = {}
     injected = call.server.take_batch_failure()
     if injected is not None:
@@ -479,15 +477,14 @@ def _create_batch(call: Call) -> tuple[object, object]:
                 failures[index] = (injected.code, _batch_text(injected.code))
     allowed = call.rate_units if category != "option" else len(requests)
     for index in range(allowed, len(requests)):
-        failures.setdefault(index, (10006, "Too many visits. Exceeded the API Rate Limit."))
+        failures.setdefault(index, (10006, ERROR_TEXTS[10006]))
     passed = [r for i, r in enumerate(requests) if i not in failures]
     done: OpResult | None = None
     if passed:
         done = call.emu.trading.execute(
             _account(call), "order.create-batch", {**params, "request": passed}
         )
-        if done.code != 0:
-            raise RestError(done.code, done.msg)
+        _answer(done)  # raises if refused
     items: list[object] = []
     codes: list[object] = []
     placed_items = list(done.data.get("list", [])) if done is not None else []  # type: ignore[call-overload]

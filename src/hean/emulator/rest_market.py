@@ -27,13 +27,13 @@ from hean.emulator.market import SymbolMarket
 from hean.emulator.publishers import BookPublisher, FullBookPublisher
 from hean.emulator.rest import (
     Call,
-    RestError,
     category_param,
     encode_cursor,
     int_param,
     limit_param,
     text_param,
 )
+from hean.emulator.trading import OpError
 
 __all__ = ["ENDPOINTS", "instrument_item"]
 
@@ -184,7 +184,7 @@ def _instruments(call: Call) -> tuple[object, object]:
         last = _cursor_field(cursor, "last")
         keys = [s.symbol for s, _ in chosen]
         if last not in keys:
-            raise RestError(10001, "params error: cursor invalid")
+            raise OpError(10001, "params error: cursor invalid")
         chosen = chosen[keys.index(last) + 1 :]
     page = chosen[:limit]
     next_cursor = ""
@@ -202,7 +202,7 @@ def _cursor_field(cursor: str, name: str) -> str:
         key, _, value = part.partition("=")
         if key == name:
             return value
-    raise RestError(10001, "params error: cursor invalid")
+    raise OpError(10001, "params error: cursor invalid")
 
 
 # -- tickers -------------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ def _symbols_of(call: Call, category: str, symbol: str | None) -> list[str]:
     if symbol is None:
         return names
     if symbol not in names:
-        raise RestError(10001, _NOT_SUPPORTED)
+        raise OpError(10001, _NOT_SUPPORTED)
     return [symbol]
 
 
@@ -290,7 +290,7 @@ def _tickers(call: Call) -> tuple[object, object]:
     if category == "option":
         base = text_param(params, "baseCoin")
         if symbol is None and base is None:
-            raise RestError(10001, "params error: symbol or baseCoin is required for option")
+            raise OpError(10001, "params error: symbol or baseCoin is required for option")
         if base is not None:
             names = [n for n in names if n.split("-", 1)[0] == base]
     return {"category": category, "list": [ticker_item(call, category, n) for n in names]}, {}
@@ -309,7 +309,7 @@ def _orderbook(call: Call) -> tuple[object, object]:
     value = int_param(params, "limit")
     limit = default if value is None else value
     if not 1 <= limit <= most:
-        raise RestError(10001, "params error: limit invalid")
+        raise OpError(10001, "params error: limit invalid")
     market = call.emu.symbol_market(category, symbol)
     feed = call.emu.venue.feed(category)
     name = f"orderbook.{25 if category == 'option' else 1000}.{symbol}"
@@ -349,7 +349,7 @@ def _recent_trades(call: Call) -> tuple[object, object]:
     value = int_param(params, "limit")
     limit = default if value is None else value
     if not 1 <= limit <= most:
-        raise RestError(10001, "params error: limit invalid")
+        raise OpError(10001, "params error: limit invalid")
     items: list[tuple[int, dict[str, object]]] = []
     for name in names:
         market = call.emu.symbol_market(category, name)
@@ -412,14 +412,14 @@ def _kline(call: Call) -> tuple[object, object]:
     interval = text_param(params, "interval", required=True)
     assert symbol is not None and interval is not None
     if interval not in INTERVALS:
-        raise RestError(10001, "params error: interval invalid")
+        raise OpError(10001, "params error: interval invalid")
     _symbols_of(call, category, symbol)
     start = int_param(params, "start")
     end = int_param(params, "end")
     value = int_param(params, "limit")
     limit = 200 if value is None else value
     if not 1 <= limit <= 1000:
-        raise RestError(10001, "params error: limit invalid")
+        raise OpError(10001, "params error: limit invalid")
     market = call.emu.symbol_market(category, symbol)
     chosen = [
         c

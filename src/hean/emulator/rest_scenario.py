@@ -55,7 +55,8 @@ from typing import TYPE_CHECKING
 
 from hean.emulator.accounts import Account, UserOrder
 from hean.emulator.matching import Side
-from hean.emulator.rest import Call, RestError
+from hean.emulator.rest import Call
+from hean.emulator.trading import OpError
 
 if TYPE_CHECKING:
     from hean.emulator.server import Emulator
@@ -121,7 +122,7 @@ def _rest_order(emu: Emulator, account: Account, path: str, body: dict[str, obje
     call = Call(emu, rest, "POST", path, body, account, emu.server_time_ms())
     try:
         result, _ = handler(call)
-    except RestError as err:
+    except OpError as err:
         raise RuntimeError(f"{path} refused: {err.code} {err.msg}") from None
     assert isinstance(result, dict)
     return str(result["orderId"])
@@ -162,7 +163,6 @@ def outage_events(
     funding_rate: object = None,
     funding_symbol: str | None = None,
     seed: int = 0,
-    dropped: tuple[str, ...] = (),
 ) -> OutageSummary:
     """See the module docstring (``Emulator.outage_events``)."""
     for name, value in (
@@ -223,7 +223,6 @@ def outage_events(
     exec_ids = [str(e["execId"]) for e in list(acct.executions)[len(acct.executions) - booked :]]
     return OutageSummary(
         api_key=api_key,
-        dropped=dropped,
         filled=tuple(filled),
         partially_filled=tuple(partial),
         cancelled=tuple(cancelled),
