@@ -16,6 +16,8 @@ size), and the mark price is the symbol's last traded price.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import re
 from collections import deque
@@ -398,6 +400,13 @@ class Account:
 
     def __repr__(self) -> str:
         return f"Account(uid={self.uid}, api_key={self.api_key!r})"
+
+    def verify(self, payload: bytes, sign: str) -> bool:
+        """Whether ``sign`` is the hex HMAC-SHA256 of ``payload`` with the account's secret
+        (upper or lower case hex; compared in constant time)."""
+        secret = self.config.api_secret.encode()
+        expected = hmac.new(secret, payload, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, sign.lower())
 
     # -- orders -------------------------------------------------------------------------------
 

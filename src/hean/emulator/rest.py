@@ -103,8 +103,6 @@ The private-outage scenario is in :mod:`hean.emulator.rest_scenario`.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import socket
@@ -587,8 +585,7 @@ class RestServer:
         payload = prefix.encode() + (
             query.encode("utf-8", "surrogateescape") if method == "GET" else body
         )
-        expected = hmac.new(account.config.api_secret.encode(), payload, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, sign.lower()):
+        if not account.verify(payload, sign):
             origin = payload.decode("utf-8", "replace")
             raise OpError(10004, f"error sign! origin_string[{origin}]")
         return account

@@ -38,8 +38,9 @@ This is what HEAN's reconciliation after a private ``GAP`` must heal (issue 11).
 * ``await emu.private_outage(api_key, *, hold=0.0, restore=True, mode="refuse", **events) ->
   OutageSummary``: link down, let the drops land, :meth:`outage_events`, wait ``hold`` seconds,
   then the link comes back (unless ``restore=False``).
-* ``async with emu.private_link_lost(api_key, mode="refuse") as dropped:``: link down inside the
-  block (do anything, e.g. ``outage_events`` or REST calls), back up after it.
+* ``async with emu.private_link_lost(api_key, mode="refuse", restore=True) as dropped:``: link
+  down inside the block (do anything, e.g. ``outage_events`` or REST calls), back up after it
+  (unless ``restore=False``). :meth:`private_outage` is this block around :meth:`outage_events`.
 
 Control endpoints (:mod:`hean.emulator.control`): ``/control/outage?key=K&fills=1&
 partial_fills=1&cancels=1&new_orders=1&funding_rate=0.0001&funding_symbol=BTCUSDT&seed=1&

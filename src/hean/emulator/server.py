@@ -911,10 +911,7 @@ class Emulator(MarketAPI):
         link up unless ``restore`` is False (see :mod:`hean.emulator.rest_scenario`)."""
         if isinstance(hold, bool) or not isinstance(hold, int | float) or not hold >= 0:
             raise ValueError(f"hold must be a number of seconds >= 0, got {hold!r}")
-        dropped = self.private_link_down(api_key, mode=mode)
-        try:
-            for _ in range(3):  # let the drops land before anything happens
-                await asyncio.sleep(0)
+        async with self.private_link_lost(api_key, mode=mode, restore=restore) as dropped:
             summary = self.outage_events(
                 api_key,
                 fills=fills,
@@ -927,23 +924,22 @@ class Emulator(MarketAPI):
             )
             if hold:
                 await asyncio.sleep(hold)
-        finally:
-            if restore:
-                self.private_link_up(api_key)
         return dataclasses.replace(summary, dropped=tuple(dropped))
 
     @contextlib.asynccontextmanager
     async def private_link_lost(
-        self, api_key: str, *, mode: str = "refuse"
+        self, api_key: str, *, mode: str = "refuse", restore: bool = True
     ) -> AsyncIterator[list[str]]:
-        """``async with emu.private_link_lost(key) as dropped:`` the link is down inside."""
+        """``async with emu.private_link_lost(key) as dropped:`` the link is down inside (and
+        after it too with ``restore=False``)."""
         dropped = self.private_link_down(api_key, mode=mode)
         try:
-            for _ in range(3):
+            for _ in range(3):  # let the drops land before anything happens
                 await asyncio.sleep(0)
             yield dropped
         finally:
-            self.private_link_up(api_key)
+            if restore:
+                self.private_link_up(api_key)
 
     # -- system status ------------------------------------------------------------------------
 

@@ -22,8 +22,6 @@ order), 110007 / 170131 (insufficient balance), 110017 (reduce-only rule), 11007
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import random
 import re
@@ -324,9 +322,7 @@ class Trading:
         account = self._by_key.get(key)
         if account is None:
             return AuthCheck("bad_key")
-        payload = f"GET/realtime{expires_text}".encode()
-        expected = hmac.new(account.config.api_secret.encode(), payload, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature.lower()):
+        if not account.verify(f"GET/realtime{expires_text}".encode(), signature):
             return AuthCheck("bad_signature", account)
         if int(expires_text) <= now_ms:
             return AuthCheck("expired", account)
