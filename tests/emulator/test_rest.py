@@ -209,6 +209,26 @@ async def test_envelope_headers_and_routes() -> None:
         assert reply.body["retMsg"] == rest_example("error_not_supported_symbols.json")["retMsg"]
 
 
+async def test_market_limits_outside_their_range_are_refused() -> None:
+    async with running(auto_tick=False) as emu:
+        option = emu.market.symbols("option")[0]
+        cases = (
+            ("/v5/market/orderbook", "category=linear&symbol=BTCUSDT", 1000),
+            ("/v5/market/orderbook", f"category=option&symbol={option}", 25),
+            ("/v5/market/recent-trade", "category=spot&symbol=BTCUSDT", 60),
+            ("/v5/market/recent-trade", "category=linear&symbol=BTCUSDT", 1000),
+            ("/v5/market/kline", "category=linear&symbol=BTCUSDT&interval=1", 1000),
+        )
+        for path, query, most in cases:
+            assert (await raw_get(emu, path, f"{query}&limit={most}")).code == 0, (path, query)
+            for bad in (0, -1, most + 1):
+                reply = await raw_get(emu, path, f"{query}&limit={bad}")
+                assert (reply.code, reply.body["retMsg"]) == (
+                    10001,
+                    "params error: limit invalid",
+                ), (path, query, bad)
+
+
 # -- rate limits ---------------------------------------------------------------------------------
 
 

@@ -11,7 +11,8 @@ moves when the book changes. Trades and klines are newest first.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from hean.emulator.accounts import settle_coin, spot_coins
 from hean.emulator.candles import INTERVALS, Candle, interval_bounds
@@ -299,6 +300,16 @@ def _tickers(call: Call) -> tuple[object, object]:
 # -- order book ----------------------------------------------------------------------------------
 
 
+def _limit(params: Mapping[str, Any], default: int, most: int) -> int:
+    """``limit`` (``default`` if absent) within ``1..most``, else 10001 (market endpoints do
+    not cut a bigger one down)."""
+    value = int_param(params, "limit")
+    limit = default if value is None else value
+    if not 1 <= limit <= most:
+        raise OpError(10001, "params error: limit invalid")
+    return limit
+
+
 def _orderbook(call: Call) -> tuple[object, object]:
     params = call.params
     category = category_param(params, _CATEGORIES)
@@ -306,10 +317,7 @@ def _orderbook(call: Call) -> tuple[object, object]:
     assert symbol is not None
     _symbols_of(call, category, symbol)
     default, most = {"spot": (1, 1000), "option": (1, 25)}.get(category, (25, 1000))
-    value = int_param(params, "limit")
-    limit = default if value is None else value
-    if not 1 <= limit <= most:
-        raise OpError(10001, "params error: limit invalid")
+    limit = _limit(params, default, most)
     market = call.emu.symbol_market(category, symbol)
     feed = call.emu.venue.feed(category)
     name = f"orderbook.{25 if category == 'option' else 1000}.{symbol}"
@@ -346,10 +354,7 @@ def _recent_trades(call: Call) -> tuple[object, object]:
     else:
         names = _symbols_of(call, category, symbol)
     default, most = (60, 60) if category == "spot" else (500, 1000)
-    value = int_param(params, "limit")
-    limit = default if value is None else value
-    if not 1 <= limit <= most:
-        raise OpError(10001, "params error: limit invalid")
+    limit = _limit(params, default, most)
     items: list[tuple[int, dict[str, object]]] = []
     for name in names:
         market = call.emu.symbol_market(category, name)
@@ -416,10 +421,7 @@ def _kline(call: Call) -> tuple[object, object]:
     _symbols_of(call, category, symbol)
     start = int_param(params, "start")
     end = int_param(params, "end")
-    value = int_param(params, "limit")
-    limit = 200 if value is None else value
-    if not 1 <= limit <= 1000:
-        raise OpError(10001, "params error: limit invalid")
+    limit = _limit(params, 200, 1000)
     market = call.emu.symbol_market(category, symbol)
     chosen = [
         c
