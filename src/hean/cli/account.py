@@ -33,6 +33,7 @@ from hean.core.clock import Clock, SystemClock
 from hean.core.config import ConfigError, Settings
 from hean.core.events import AccountSyncEvent, EventType, ReconciledEvent
 from hean.core.secrets import Secret
+from hean.core.waits import wait_set
 from hean.exchange.bybit.endpoints import private_url
 from hean.exchange.bybit.instruments import Instrument, InstrumentRegistry
 from hean.exchange.bybit.protocol.auth import AuthError
@@ -191,8 +192,7 @@ async def run_account(
             outages = None
         if not account.in_sync and not stop.is_set():
             # the run ended mid-gap: give the reconciliation in progress a chance to finish
-            with contextlib.suppress(TimeoutError):
-                await _until_stopped(_wait_true(synced, opts.connect_timeout), stop)
+            await _until_stopped(_wait_synced(synced, opts.connect_timeout), stop)
         doc = snapshot(account)
         if opts.json_output:
             out.write(json.dumps(doc) + "\n")
@@ -212,8 +212,8 @@ async def run_account(
             await emulator.stop()
 
 
-async def _wait_true(event: asyncio.Event, timeout: float) -> None:
-    await asyncio.wait_for(event.wait(), timeout)
+async def _wait_synced(event: asyncio.Event, timeout: float) -> None:
+    await wait_set(event, timeout)
 
 
 async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:

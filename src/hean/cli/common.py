@@ -12,6 +12,7 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 
 from hean.core.clock import Clock
+from hean.core.waits import wait_set
 
 if TYPE_CHECKING:
     from hean.emulator import Emulator
@@ -85,8 +86,7 @@ async def follow(
             if end is not None and now >= end:
                 break
             wait = refresh if end is None else min(refresh, end - now)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(wait, 0.0))
+            await wait_set(stop, max(wait, 0.0))
             if live is not None:
                 live.update(render(), refresh=True)
     finally:

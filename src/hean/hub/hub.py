@@ -55,6 +55,7 @@ from hean.core.events import (
     SubscriptionStatus,
 )
 from hean.core.lifecycle import ConnectionState
+from hean.core.waits import wait_set
 from hean.exchange.bybit.endpoints import MAINNET, TESTNET, validate_category
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
 from hean.exchange.bybit.state.orderbook import OrderBook
@@ -584,8 +585,7 @@ class StreamHub:
             wake.clear()
             delay = min(deadlines) - self.clock.monotonic()
             if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), delay)
+                await wait_set(wake, delay)
             now = self.clock.monotonic()
             for ep in list(self._endpoints.values()):
                 due = ep.refs.expire(now)

@@ -29,6 +29,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport
 from hean.core.clock import Clock
 from hean.core.events import EventType
 from hean.core.lifecycle import ConnectionState
+from hean.core.waits import wait_set
 from hean.exchange.bybit.protocol.session import Action, Close, Connect, Emit, Send, Session
 
 _TEXT = WSMsgType.TEXT
@@ -303,8 +304,7 @@ class WsConnection:
                 else:
                     delay = deadline - self._monotonic()
                     if delay > 0:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._wake.wait(), delay)
+                        await wait_set(self._wake, delay)  # never loses a cancel (see waits)
                 self.run_actions(session.tick(self._monotonic()))
         finally:
             self._closed.set()

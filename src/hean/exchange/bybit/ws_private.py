@@ -58,6 +58,7 @@ from hean.core.config import Settings
 from hean.core.events import PRIVATE_EVENT_TYPES, EventType
 from hean.core.lifecycle import ConnectionState
 from hean.core.secrets import Secret, install_redaction
+from hean.core.waits import wait_set
 from hean.exchange.bybit.endpoints import private_url
 from hean.exchange.bybit.protocol.auth import (
     DEFAULT_WINDOW_MS,
@@ -286,9 +287,7 @@ class AuthenticatedStream:
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 break
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
+            if not await wait_set(self._changed, remaining):
                 break
         failure = self.session.last_auth_failure
         reason = (
