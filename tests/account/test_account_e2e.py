@@ -585,3 +585,39 @@ async def test_many_orders_closed_in_a_gap_are_found_in_the_closed_list(
         final = [(o, r) for o, r in rec.orders() if o.order_id == oid][-1]
         assert final[1] is True and final[0].order_status == summary.statuses[oid]
     await account.stop()
+
+
+@pytest.mark.parametrize("skew", [-20_000, 20_000])
+async def test_fills_in_a_gap_are_found_whatever_the_local_clock_skew(
+    request: pytest.FixtureRequest, bus: EventBus, skew: int
+) -> None:
+    """The venue's clock is 20 s behind (or ahead of) the local one: the execution window of a
+    run is placed on the venue's clock (the gap's start and the run's start are local times),
+    so the fills booked during the gap are still inside it. With local times used as they
+    are, a venue 20 s behind puts the window's start after the fills and they are lost."""
+    config = EmulatorConfig(
+        ticker_interval=ms(10),
+        auto_tick=False,
+        trade_rate_limit=1000,
+        rest_rate_scale=100.0,
+        clock_skew_ms=skew,
+    )
+    async with (
+        Emulator(config) as emu,
+        BybitRestClient(api_key=KEY, api_secret=SECRET, url=emu.rest_url(), timeout=5.0) as rest,
+    ):
+        rec = Recorder(bus)
+        account = make_account(bus, rest, emu, api_key=None, api_secret=None)
+        await account.start()
+        try:
+            mine = await place_resting(account, emu, 4)
+            await until(lambda: set(mine) <= set(account.orders))
+            summary = await emu.private_outage(
+                KEY, fills=2, partial_fills=1, cancels=0, new_orders=0, seed=3, hold=ms(30)
+            )
+            assert summary.exec_ids
+            await in_sync_and_equal(account, emu)
+            delivered = assert_exactly_once(rec, emu)
+            assert set(summary.exec_ids) <= set(delivered)
+        finally:
+            await account.stop()

@@ -322,6 +322,14 @@ def test_a_failed_run_stays_out_of_sync_and_carries_its_window() -> None:
     assert state.in_sync
 
 
+def test_the_gap_start_is_put_on_the_venues_clock() -> None:
+    """The gap's ``down_since_wall_ms`` is local; ``offset_ms`` (venue minus local) moves it
+    onto the venue's clock, where ``wall_ms`` and ``execTime`` are."""
+    state = in_sync(AccountState(margin_ms=0))
+    assert state.on_gap(gap(1.0, since_ms=T + 60_000), 2.0, T + 50_000, offset_ms=-20_000)
+    assert state.exec_windows(T + 50_000) == [(T + 40_000, T + 50_000)]
+
+
 def test_exec_windows_margin_sync_point_and_seven_days() -> None:
     state = AccountState(margin_ms=10_000)
     assert state.begin("start", 0.0, T)

@@ -360,6 +360,11 @@ class Account:
             return
         self._started = True
         self._stopping = False
+        try:  # the venue's clock first: the run's window is placed on it
+            await self._sync_clock()
+        except BaseException:
+            self._started = False
+            raise
         now, wall = self._now()
         self.state.begin("start", now, wall)  # hold stream events until the snapshot is in
         self._sync_changed("start")
@@ -380,7 +385,6 @@ class Account:
         try:
             if self._owns_private:
                 await self._private_bus.start()
-            await self._sync_clock()
             if self.private.state is not ConnectionState.LIVE:
                 await self.private.connect(timeout=self.subscribe_timeout)
             await self.private.subscribe(list(self.topics))
@@ -605,7 +609,7 @@ class Account:
 
     def _on_gap(self, gap: GapEvent) -> None:
         now, wall = self._now()
-        if self.state.on_gap(gap, now, wall):
+        if self.state.on_gap(gap, now, wall, offset_ms=self._offset_ms()):
             log.info(
                 "%s: private gap of %.3f s on %s (%s): reconciling",
                 self.name,
@@ -836,16 +840,19 @@ class Account:
     # -- helpers --------------------------------------------------------------------------------
 
     def _now(self) -> tuple[float, int]:
-        return self.clock.monotonic(), self.clock.wall_ms()
+        """Monotonic seconds and the venue's wall clock (ms): the core compares wall times
+        with ``execTime`` and ``updatedTime``, which are the venue's."""
+        return self.clock.monotonic(), self._server_ms()
+
+    def _offset_ms(self) -> int:
+        """The venue's clock minus the local one (ms), as the REST client measured it (0 when
+        it has no estimate)."""
+        offset = getattr(getattr(self.rest, "clock_offset", None), "estimate_ms", None)
+        return int(offset) if isinstance(offset, int | float) else 0
 
     def _server_ms(self) -> int:
-        """Server time estimate (local wall time corrected by the REST client's measured
-        clock offset, when it has one)."""
-        wall = self.clock.wall_ms()
-        offset = getattr(getattr(self.rest, "clock_offset", None), "estimate_ms", None)
-        if isinstance(offset, int | float):
-            wall += int(offset)
-        return wall
+        """Server time estimate: local wall time corrected by :meth:`_offset_ms`."""
+        return self.clock.wall_ms() + self._offset_ms()
 
     def _publish(self, outputs: list[Output]) -> None:
         publish = self.bus.publish

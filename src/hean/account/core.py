@@ -1,8 +1,10 @@
 """``AccountState``: the account as the exchange sees it, as a sans-I/O core.
 
 Plain objects: no asyncio, no sockets, no clock reads (``now``, monotonic seconds, and
-``wall_ms``, Unix ms, are passed in). The asyncio shell :class:`hean.account.Account` feeds it
-private-stream events and REST answers and publishes what it returns.
+``wall_ms``, Unix ms on the venue's clock, are passed in: the shell adds the clock offset it
+measured, so execution windows compare like with like with ``execTime``). The asyncio shell
+:class:`hean.account.Account` feeds it private-stream events and REST answers and publishes
+what it returns.
 
 What it holds
 -------------
@@ -627,10 +629,12 @@ class AccountState:
         self._link_down = True
         self.in_sync = False
 
-    def on_gap(self, gap: GapEvent, now: float, wall_ms: int) -> bool:
+    def on_gap(self, gap: GapEvent, now: float, wall_ms: int, *, offset_ms: int = 0) -> bool:
         """A private ``GAP`` event. Returns ``True`` when a run has begun (query REST now);
         ``False`` when it is part of a gap already handled (the other topics of the same
-        reconnect) or a run is in progress (one more is queued)."""
+        reconnect) or a run is in progress (one more is queued). ``offset_ms``: the venue's
+        clock minus the local one, added to the gap's local ``down_since_wall_ms`` to put it on
+        the venue's clock like ``wall_ms``."""
         key = (gap.connection, gap.down_since)
         if key in self._gaps:
             return False
@@ -639,6 +643,7 @@ class AccountState:
         self.in_sync = False
         since = gap.down_since_wall_ms
         if since is not None:
+            since += offset_ms
             pending = self._pending_gap_ms
             self._pending_gap_ms = since if pending is None else min(pending, since)
         return self.begin("gap", now, wall_ms)
