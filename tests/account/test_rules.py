@@ -128,6 +128,36 @@ def test_larger_cum_exec_qty_wins_compared_as_decimal() -> None:
     assert merge_order(held, bigger) == (bigger, True)
 
 
+@pytest.mark.parametrize("garbage", ["NaN", "sNaN", "-Infinity", "Infinity", "1e", "abc"])
+def test_a_number_that_is_not_finite_counts_as_zero_and_never_raises(garbage: str) -> None:
+    """A network value such as ``"NaN"`` parses as a Decimal that raises when compared: the
+    stream's handler and a run died on it. It counts as zero like any other garbage."""
+    held = order(status="PartiallyFilled", cum="0.5", t=T)
+    stored, changed = merge_order(held, order(status="PartiallyFilled", cum=garbage, t=T + 5))
+    assert stored is held and not changed
+    state = in_sync(AccountState())
+    state.feed(EventType.ORDER_UPDATE, ev_orders(held))
+    assert state.feed(EventType.ORDER_UPDATE, ev_orders(order(cum=garbage, t=T + 9))) == []
+    assert state.begin("manual", 1.0, T + 10)
+    state.rest_open_orders("linear", [order(cum=garbage, t=T + 10)], now=1.0, wall_ms=T + 10)
+    state.rest_positions("linear", [position(3, size=garbage)], now=1.0, wall_ms=T + 10)
+    assert state.missing_positions() == []
+    assert state.finish(2.0, T + 11).event.ok and state.in_sync
+    assert state.orders["o1"].cum_exec_qty == "0.5"
+
+
+def test_a_held_event_that_cannot_be_applied_is_counted_and_the_rest_released() -> None:
+    state = in_sync(AccountState())
+    assert state.begin("manual", 1.0, T + 10)
+    state.feed(EventType.ORDER_UPDATE, ev_orders(order("o1")))
+    state.feed(EventType.ORDER_UPDATE, OrderUpdateEvent("private", "order", [None], "id", T, 0, T))
+    state.feed(EventType.ORDER_UPDATE, ev_orders(order("o2")))
+    end = state.finish(2.0, T + 11)
+    assert end.event.ok and state.in_sync and not state.in_run
+    assert [o.order_id for _, e in end.outputs for o in e.orders] == ["o1", "o2"]
+    assert state.stats.unusable_events == 1
+
+
 def test_later_updated_time_then_identical_is_a_no_op_else_incoming() -> None:
     held = order(t=T)
     later = order(t=T + 1, price="101")

@@ -163,6 +163,9 @@ class AccountStats(msgspec.Struct, frozen=True):
     """Orders held open locally but found neither open nor in history (re-checked next run)."""
     stale_wallet_messages: int
     """Stream wallet messages ignored as older than the wallet held."""
+    unusable_events: int = 0
+    """Held stream events that could not be applied when a run ended (malformed: dropped,
+    counted; the rest of the held events are still applied and the run still ends)."""
 
 
 @dataclass(slots=True)
@@ -300,6 +303,7 @@ class AccountState:
         self._runs_ok = 0
         self._runs_failed = 0
         self._stale_wallets = 0
+        self._unusable = 0
 
     def __repr__(self) -> str:
         return (
@@ -403,6 +407,7 @@ class AccountState:
             queued=self._queued is not None,
             unconfirmed=len(self._unconfirmed),
             stale_wallet_messages=self._stale_wallets,
+            unusable_events=self._unusable,
         )
 
     # -- local / external orders --------------------------------------------------------------
@@ -842,7 +847,10 @@ class AccountState:
         self._run = None
         outputs: list[Output] = []
         for event_type, event in run.buffer:
-            outputs.extend(self._apply_event(event_type, event))
+            try:
+                outputs.extend(self._apply_event(event_type, event))
+            except Exception:  # one bad message must not end the account's runs for good
+                self._unusable += 1
         ok = error is None
         if ok:
             self._runs_ok += 1

@@ -91,13 +91,15 @@ def is_fill(execution: Execution | FastExecution) -> bool:
 
 
 def to_decimal(value: str | None) -> Decimal:
-    """A Bybit number string as a Decimal; ``None``, ``""`` and garbage count as zero."""
+    """A Bybit number string as a Decimal; ``None``, ``""`` and garbage count as zero, and so
+    do ``NaN`` and infinities (a NaN Decimal raises when compared)."""
     if not value:
         return _ZERO
     try:
-        return Decimal(value)
+        number = Decimal(value)
     except (InvalidOperation, ValueError):
         return _ZERO
+    return number if number.is_finite() else _ZERO
 
 
 def to_int_ms(value: str | int | None) -> int:
