@@ -407,6 +407,35 @@ def test_missing_orders_looked_up_and_history_lag_leaves_them_unconfirmed() -> N
     assert state.unconfirmed == frozenset() and list(state.orders) == ["o3"]
 
 
+def test_only_news_of_an_unconfirmed_order_confirms_it() -> None:
+    """An unconfirmed order stays unconfirmed when the stream re-delivers an older or the same
+    copy (it says nothing about where the order is now); a newer copy, or a REST answer that
+    lists it, settles it."""
+    state = in_sync(AccountState())
+    state.feed(EventType.ORDER_UPDATE, ev_orders(order("o1", t=T + 5)))
+    assert state.begin("manual", 1.0, T + 10)
+    state.rest_open_orders("linear", [], now=1.0, wall_ms=T + 10)
+    state.rest_order_lookup("o1", None, now=1.0, wall_ms=T + 10, category="linear")
+    state.finish(2.0, T + 11)
+    assert state.unconfirmed == {"o1"}
+    assert state.feed(EventType.ORDER_UPDATE, ev_orders(order("o1", t=T))) == []  # older
+    assert state.feed(EventType.ORDER_UPDATE, ev_orders(order("o1", t=T + 5))) == []  # same
+    assert state.unconfirmed == {"o1"}
+    assert state.feed(EventType.ORDER_UPDATE, ev_orders(order("o1", "Filled", "1", T + 20)))
+    assert state.unconfirmed == frozenset()
+    # listed in the open set by REST: confirmed even though nothing changed
+    state.feed(EventType.ORDER_UPDATE, ev_orders(order("o2", t=T + 5)))
+    assert state.begin("manual", 3.0, T + 30)
+    state.rest_open_orders("linear", [], now=3.0, wall_ms=T + 30)
+    state.rest_order_lookup("o2", None, now=3.0, wall_ms=T + 30, category="linear")
+    state.finish(4.0, T + 31)
+    assert state.unconfirmed == {"o2"}
+    assert state.begin("recheck", 5.0, T + 40)
+    state.rest_open_orders("linear", [order("o2", t=T + 5)], now=5.0, wall_ms=T + 40)
+    state.finish(6.0, T + 41)
+    assert state.unconfirmed == frozenset()
+
+
 def test_a_position_closed_during_the_gap_is_fetched_by_symbol() -> None:
     state = in_sync(AccountState())
     state.feed(EventType.POSITION_UPDATE, ev_positions(position(seq=5, size="1")))

@@ -451,8 +451,8 @@ class AccountState:
         if held is None:
             held = self._closed.get(oid)
         stored, changed = merge_order(held, order)
-        if self._unconfirmed:
-            self._unconfirmed.discard(oid)
+        if self._unconfirmed and (run is not None or stored is not held):
+            self._unconfirmed.discard(oid)  # REST listed it, or a newer copy says where it is
         if stored is held:
             return None
         if is_terminal(stored):
