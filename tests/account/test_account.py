@@ -38,6 +38,7 @@ from hean.exchange.bybit.state.private import (
 )
 
 from .fakes import (
+    CANCEL,
     CREATE,
     EXECUTIONS,
     HISTORY,
@@ -445,7 +446,8 @@ async def test_order_helpers_mark_orders_local(world: World) -> None:
     assert not account.is_external("early")
     w.publish(EventType.ORDER_UPDATE, order_event(order("web", t=w.t, order_link_id="web-1")))
     assert account.is_external("web")
-    await account.cancel_order(category="linear", symbol="BTCUSDT", order_id=order_id)
+    response = await account.cancel_order(category="linear", symbol="BTCUSDT", order_id=order_id)
+    assert response.result == {"orderId": order_id} and w.rest.calls_by_path[CANCEL] == 1
     await account.stop()
 
 

@@ -24,7 +24,9 @@ from hean.core.bus import EventBus
 from hean.core.events import EventType
 from hean.emulator import DEFAULT_API_KEY, DEFAULT_API_SECRET, Emulator, EmulatorConfig
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
+from hean.exchange.bybit.protocol.trade import TradeResponse
 from hean.exchange.bybit.rest import BybitRestClient
+from hean.exchange.bybit.ws_trade import BybitTradeWebSocket
 from tests.conftest import ms
 
 KEY = DEFAULT_API_KEY
@@ -621,3 +623,51 @@ async def test_fills_in_a_gap_are_found_whatever_the_local_clock_skew(
             assert set(summary.exec_ids) <= set(delivered)
         finally:
             await account.stop()
+
+
+async def test_order_helpers_go_over_the_trade_stream_when_one_is_given(
+    bus: EventBus, rest: BybitRestClient, emu: Emulator
+) -> None:
+    """``trade=``: create and cancel go over the trade WebSocket (no REST order call), the
+    order is marked local, and the account sees it open, then cancelled."""
+    trade = BybitTradeWebSocket(
+        api_key=KEY,
+        api_secret=SECRET,
+        url=emu.url("trade"),
+        ping_interval=ms(100),
+        pong_timeout=ms(150),
+        connect_timeout=ms(1000),
+        auth_timeout=ms(1000),
+        request_timeout=ms(2000),
+        backoff=FAST_BACKOFF,
+        clock_offset=rest.clock_offset,
+    )
+    await trade.connect(timeout=ms(3000))
+    account = make_account(bus, rest, emu, trade=trade)
+    await account.start()
+    try:
+        bid, _ = touch(emu)
+        ack = await account.create_order(
+            category="linear",
+            symbol=SYMBOL,
+            side="Buy",
+            order_type="Limit",
+            qty="0.01",
+            price=str(bid - 50),
+        )
+        assert isinstance(ack, TradeResponse) and ack.ok
+        order_id = ack.data["orderId"]
+        assert ack.data["orderLinkId"].startswith("hean-")
+        assert not account.is_external(order_id)
+        await until(lambda: order_id in account.orders)
+        cancelled = await account.cancel_order(category="linear", symbol=SYMBOL, order_id=order_id)
+        assert isinstance(cancelled, TradeResponse) and cancelled.ok
+        assert cancelled.data["orderId"] == order_id
+        await until(lambda: order_id not in account.orders)
+        assert account.state.closed_orders[order_id].order_status == "Cancelled"
+        assert emu.rest_calls("/v5/order/create", api_key=KEY) == 0
+        assert emu.rest_calls("/v5/order/cancel", api_key=KEY) == 0
+        await in_sync_and_equal(account, emu)
+    finally:
+        await account.stop()
+        await trade.disconnect()
