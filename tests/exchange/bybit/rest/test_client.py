@@ -235,6 +235,38 @@ async def test_expired_timestamp_heals_after_the_resync(server: Server) -> None:
     assert rest.stats.clock_syncs == 1 and rest.stats.retries == 1
 
 
+async def test_a_clock_jump_heals_though_the_offset_holds_many_old_samples(
+    server: Server,
+) -> None:
+    """The shared offset holds 15 samples of 0 ms (pongs, earlier syncs); then the server's
+    clock is 9 s ahead: the re-sync after ``10002`` starts the estimate afresh (one new sample
+    among 15 old ones would not move the median, and the retry would fail the same way)."""
+    clock = ManualClock()
+
+    def check_window(rec: Recorded) -> dict[str, Any]:
+        ts = int(rec.headers["X-BAPI-TIMESTAMP"])
+        now = server.now_ms()
+        if not now - 5000 <= ts < now + 1000:
+            return example("error_timestamp_expired")
+        return envelope({"list": []}, time=now)
+
+    server.on("/v5/account/wallet-balance", check_window)
+    offset = ClockOffset()
+    for _ in range(15):
+        offset.add(0.0)
+    async with make(server, clock=clock, clock_offset=offset) as rest:
+        server.server_offset_ms = 9_000
+        await rest.wallet_balance()
+        assert offset.estimate_ms == pytest.approx(9_000, abs=2) and offset.count == 1
+        assert rest.stats.clock_syncs == 1 and rest.stats.retries == 1
+        # a re-sync that fails keeps the estimate it had
+        server.server_offset_ms = 30_000
+        server.on("/v5/market/time", lambda rec: example("error_params_order_id_required"))
+        with pytest.raises(RestTimestampError):
+            await rest.wallet_balance()
+        assert offset.estimate_ms == pytest.approx(9_000, abs=2) and offset.count == 1
+
+
 @pytest.mark.parametrize(
     ("name", "cls"),
     [

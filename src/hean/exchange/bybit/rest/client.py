@@ -26,7 +26,7 @@ What it does (rest.md):
   answer are on :attr:`RestResponse.limit` and feed a per-endpoint-group limiter; ``10006``,
   HTTP 403 / 429 / 5xx, ``10000`` / ``10016`` and transport errors are retried a bounded number
   of times after a jittered backoff (a ``10006`` waits until ``X-Bapi-Limit-Reset-Timestamp``,
-  ``now + 2 s`` when missing); ``10002`` is retried once after re-syncing the clock; auth,
+  ``now + 2 s`` when missing); ``10002`` is retried once after re-measuring the clock afresh; auth,
   permission, parameter and business errors are raised at once. Order entry is never re-sent
   when its outcome is unknown (server error, lost answer): reconcile instead.
 * **Pagination** (§4): :meth:`open_orders`, :meth:`order_history`, :meth:`executions` and
@@ -432,7 +432,7 @@ class BybitRestClient:
                 )
                 if decision.resync:
                     try:
-                        await self.sync_clock()
+                        await self.sync_clock(fresh=True)
                     except RestError:
                         self._errors += 1
                         raise error from None
@@ -594,18 +594,27 @@ class BybitRestClient:
     async def server_time(self) -> int:
         """``GET /v5/market/time``: the server time in ms. Each answer that was not retried
         also adds a sample to :attr:`clock_offset` (``time - (t_send + t_recv) / 2``)."""
+        server, trip = await self._time_sample()
+        if trip is not None:
+            self.clock_offset.add_round_trip(server, *trip)
+        return round(server)
+
+    async def _time_sample(self) -> tuple[float, tuple[float, float] | None]:
+        """The server time and the local send and receive times around it (``None`` for a
+        retried answer, whose round trip is unknown)."""
         sent = self.clock.wall_ms()
         resp = await self.request("GET", "/v5/market/time", auth=False)
         recv = self.clock.wall_ms()
         server = _server_ms(resp)
         if server is None:
             raise RestTransportError("no server time in the answer", resp.path, method="GET")
-        if resp.attempts == 1:
-            self.clock_offset.add_round_trip(server, sent, recv)
-        return round(server)
+        return server, ((sent, recv) if resp.attempts == 1 else None)
 
-    async def sync_clock(self, samples: int = 1) -> float:
+    async def sync_clock(self, samples: int = 1, *, fresh: bool = False) -> float:
         """Measure the clock offset from ``samples`` calls of ``/v5/market/time``.
+
+        ``fresh=True`` forgets the samples kept so far first (what a ``10002`` answer does: the
+        clock jumped, and one new sample would not move the median of many old ones).
 
         Returns:
             The offset estimate in ms (``server - local``; median of the kept samples, which
@@ -614,8 +623,15 @@ class BybitRestClient:
         if samples < 1:
             raise ValueError("samples must be >= 1")
         self._syncs += 1
-        for _ in range(samples):
-            await self.server_time()
+        if fresh:  # measured first: a failed sync keeps the old estimate
+            measured = [await self._time_sample() for _ in range(samples)]
+            self.clock_offset.clear()
+            for server, trip in measured:
+                if trip is not None:
+                    self.clock_offset.add_round_trip(server, *trip)
+        else:
+            for _ in range(samples):
+                await self.server_time()
         estimate = self.clock_offset.estimate_ms
         if estimate is None:  # every answer was a retry: take the last one as it is
             server = _server_ms(self.last_response) if self.last_response else None
