@@ -626,9 +626,9 @@ class BybitRestClient:
         if fresh:  # measured first: a failed sync keeps the old estimate
             measured = [await self._time_sample() for _ in range(samples)]
             self.clock_offset.clear()
-            for server, trip in measured:
+            for at, trip in measured:
                 if trip is not None:
-                    self.clock_offset.add_round_trip(server, *trip)
+                    self.clock_offset.add_round_trip(at, *trip)
         else:
             for _ in range(samples):
                 await self.server_time()
