@@ -109,6 +109,8 @@ def test_cursor_is_sent_verbatim_other_values_are_url_safe() -> None:
     assert query == f"category=linear&cursor={cursor}&orderLinkId=a%20b%26c%2Bd%2F%C3%A9"
     # a value can never inject a parameter
     assert build_query({"symbol": "BTCUSDT&category=spot"}) == "symbol=BTCUSDT%26category%3Dspot"
+    # list items are encoded once, like a single value (not "a%2520b")
+    assert build_query({"coin": ["a b", "USDT&x", 5]}) == "coin=a%20b,USDT%26x,5"
 
 
 def test_query_refuses_bad_names_and_types() -> None:

@@ -68,7 +68,7 @@ def _query_value(key: str, value: Any) -> str:
     if isinstance(value, str):
         return value if key in _VERBATIM_KEYS else quote(value, safe=_SAFE)
     if isinstance(value, list | tuple):
-        return ",".join(quote(_query_value(key, v), safe=_SAFE) for v in value)
+        return ",".join(_query_value(key, v) for v in value)
     raise TypeError(f"query parameter {key!r}: unsupported type {type(value).__name__}")
 
 
