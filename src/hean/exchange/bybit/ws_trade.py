@@ -52,6 +52,8 @@ from hean.exchange.bybit.protocol.auth import DEFAULT_WINDOW_MS, ClockOffset
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
 from hean.exchange.bybit.protocol.codec import Frame
 from hean.exchange.bybit.protocol.orders import (
+    TARGET_NAMED,
+    add_extra,
     amend_args,
     create_args,
     target_args,
@@ -343,8 +345,9 @@ class BybitTradeWebSocket(AuthenticatedStream):
         Raises:
             As :meth:`create_order`; :class:`TradeUnknownOrder` if the order is gone.
         """
-        args = target_args(category, symbol, order_id, order_link_id)
-        args.update(extra)
+        args = add_extra(
+            target_args(category, symbol, order_id, order_link_id), extra, TARGET_NAMED
+        )
         return await self.request("order.cancel", args, timeout=timeout, req_id=req_id)
 
     # -- batches ----------------------------------------------------------------------------

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from hean.exchange.bybit.protocol.orders import (
+    add_extra,
     amend_args,
     api_name,
     api_params,
@@ -55,3 +57,38 @@ def test_amend_and_cancel_need_an_id() -> None:
     }  # fmt: skip
     with pytest.raises(ValueError, match="order_id or order_link_id"):
         target_args("linear", "BTCUSDT", None, "")
+
+
+@pytest.mark.parametrize(
+    ("build", "key"),
+    [
+        (lambda extra: create_args(**CREATE, extra=extra), "orderType"),
+        (lambda extra: create_args(**CREATE, extra=extra), "category"),
+        (lambda extra: create_args(**CREATE, extra=extra), "order_link_id"),
+        (lambda extra: create_args(**CREATE, extra=extra), "timeInForce"),
+        (lambda extra: amend_args(**TARGET, extra=extra), "orderId"),
+        (lambda extra: amend_args(**TARGET, extra=extra), "triggerPrice"),
+    ],
+)
+def test_extra_fields_cannot_override_a_named_argument(build: Any, key: str) -> None:
+    """``orderType="Market"`` in ``extra`` beside ``order_type="Limit"`` went out as a market
+    order, past the side/type checks: a field a named argument owns is refused."""
+    with pytest.raises(ValueError, match="argument: pass it there"):
+        build({key: "Market"})
+    args = build({"positionIdx": 1, "takeProfit": Decimal("70000.50")})
+    assert args["positionIdx"] == 1 and args["takeProfit"] == "70000.5"
+    target = target_args("linear", "BTCUSDT", "o1", None)
+    with pytest.raises(ValueError, match="symbol= argument"):
+        add_extra(target, {"symbol": "ETHUSDT"}, ("category", "symbol", "orderId"))
+    assert target["symbol"] == "BTCUSDT"
+
+
+CREATE: dict[str, Any] = {
+    "category": "linear",
+    "symbol": "BTCUSDT",
+    "side": "Buy",
+    "order_type": "Limit",
+    "qty": "0.01",
+    "price": "100",
+}
+TARGET: dict[str, Any] = {"category": "linear", "symbol": "BTCUSDT", "order_id": "o1"}

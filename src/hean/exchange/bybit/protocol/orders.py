@@ -20,9 +20,14 @@ from hean.exchange.bybit.endpoints import validate_category
 from hean.exchange.bybit.protocol.trade import to_api_number
 
 __all__ = [
+    "AMEND_NAMED",
+    "CANCEL_ALL_NAMED",
+    "CREATE_NAMED",
     "NUMERIC_FIELDS",
     "ORDER_TYPES",
     "SIDES",
+    "TARGET_NAMED",
+    "add_extra",
     "amend_args",
     "api_name",
     "api_params",
@@ -83,6 +88,46 @@ def symbol_arg(symbol: str) -> str:
     return symbol.strip()
 
 
+def add_extra(
+    args: dict[str, Any], extra: Mapping[str, Any] | None, named: tuple[str, ...]
+) -> dict[str, Any]:
+    """``args`` with the caller's other API fields added (in place; returned).
+
+    Raises:
+        ValueError: ``extra`` sets one of the ``named`` fields, which a named argument owns
+            (``orderType=`` beside ``order_type=`` would bypass its check or win over it).
+    """
+    if not extra:
+        return args
+    for key in extra:
+        name = api_name(key)
+        if name in named:
+            snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+            raise ValueError(f"{key!r} is set by the {snake}= argument: pass it there")
+    args.update(extra)
+    return args
+
+
+CREATE_NAMED = (
+    "category",
+    "symbol",
+    "side",
+    "orderType",
+    "qty",
+    "price",
+    "timeInForce",
+    "orderLinkId",
+    "reduceOnly",
+)
+"""The fields :func:`create_args` sets from its named arguments."""
+TARGET_NAMED = ("category", "symbol", "orderId", "orderLinkId")
+"""The fields :func:`target_args` sets (cancel, and the first part of amend)."""
+AMEND_NAMED = (*TARGET_NAMED, "qty", "price", "triggerPrice")
+"""The fields :func:`amend_args` sets."""
+CANCEL_ALL_NAMED = ("category", "symbol", "baseCoin", "settleCoin")
+"""The fields ``cancel-all`` takes as named arguments."""
+
+
 def with_numbers(args: dict[str, Any]) -> dict[str, Any]:
     """``args`` with its :data:`NUMERIC_FIELDS` as decimal strings (in place; returned)."""
     for key in NUMERIC_FIELDS:
@@ -125,9 +170,7 @@ def create_args(
             reduce_only=reduce_only,
         )
     )
-    if extra:
-        args.update(extra)
-    return with_numbers(args)
+    return with_numbers(add_extra(args, extra, CREATE_NAMED))
 
 
 def target_args(
@@ -163,6 +206,4 @@ def amend_args(
     """
     args = target_args(category, symbol, order_id, order_link_id)
     args.update(api_params(qty=qty, price=price, trigger_price=trigger_price))
-    if extra:
-        args.update(extra)
-    return with_numbers(args)
+    return with_numbers(add_extra(args, extra, AMEND_NAMED))

@@ -55,6 +55,9 @@ from hean.core.secrets import Secret, install_redaction
 from hean.exchange.bybit.endpoints import validate_category
 from hean.exchange.bybit.protocol.auth import ClockOffset
 from hean.exchange.bybit.protocol.orders import (
+    CANCEL_ALL_NAMED,
+    TARGET_NAMED,
+    add_extra,
     amend_args,
     api_params,
     create_args,
@@ -979,8 +982,9 @@ class BybitRestClient:
         Raises:
             As :meth:`create_order`; :class:`RestUnknownOrderError` if the order is gone.
         """
-        params = target_args(category, symbol, order_id, order_link_id)
-        params.update(extra)
+        params = add_extra(
+            target_args(category, symbol, order_id, order_link_id), extra, TARGET_NAMED
+        )
         return await self.request("POST", "/v5/order/cancel", params, auth=True)
 
     async def cancel_all_orders(
@@ -1001,7 +1005,7 @@ class BybitRestClient:
             base_coin=base_coin,
             settle_coin=settle_coin,
         )
-        params.update(extra)
+        add_extra(params, extra, CANCEL_ALL_NAMED)
         return await self.request("POST", "/v5/order/cancel-all", params, auth=True)
 
     async def create_orders(
