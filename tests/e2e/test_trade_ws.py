@@ -122,7 +122,7 @@ async def test_batch_create_with_one_bad_order(emu: Emulator, trade: Any) -> Non
     response = await trade.create_orders("linear", orders)
     assert response.ok and len(response.results) == 3
     [bad] = response.failed
-    assert bad.index == 1 and bad.code == 10001 and bad.order_id == ""
+    assert bad.index == 1 and bad.code == 10001 and bad.order_id is None
     assert [r.ok for r in response.results] == [True, False, True]
     open_ids = {o["orderId"] for o in emu.account(KEY).open_orders}
     assert open_ids == {response.results[0].order_id, response.results[2].order_id}

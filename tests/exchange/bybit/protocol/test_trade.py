@@ -22,6 +22,7 @@ from hean.exchange.bybit.protocol.trade import (
     TradeTimestampError,
     TradeUnknownOrder,
     batch_limit,
+    batch_results,
     check_batch,
     decode_response,
     encode_trade_request,
@@ -171,8 +172,19 @@ def test_batch_response_per_order_results() -> None:
         10001,
         "position idx not match position mode",
     )
-    assert (first.symbol, first.order_link_id, first.create_at) == ("SOLUSDT", "batch-000", "")
+    assert (first.symbol, first.order_link_id, first.create_at) == ("SOLUSDT", "batch-000", None)
     assert ack.rate_limit == 150 and ack.rate_limit_status == 147
+
+
+def test_a_batch_order_without_a_code_is_not_taken_for_a_success() -> None:
+    """The trade stream took a missing per-order code for 0 (placed) while REST said -1: one
+    rule for both now, and it is the safe one."""
+    [placed, unknown, garbled] = batch_results(
+        {"list": [{"orderId": "a"}, {"orderId": "b"}, {"orderId": "c"}]},
+        {"list": [{"code": 0, "msg": "OK"}, {}, {"code": "x"}]},
+    )
+    assert placed.ok and placed.order_id == "a"
+    assert (unknown.code, unknown.ok, garbled.code, garbled.ok) == (-1, False, -1, False)
 
 
 def test_missing_req_id_is_matched_only_when_unambiguous() -> None:

@@ -67,6 +67,7 @@ __all__ = [
     "TradeTimestampError",
     "TradeUnknownOrder",
     "batch_limit",
+    "batch_results",
     "check_batch",
     "decode_response",
     "encode_trade_request",
@@ -235,7 +236,7 @@ def decode_response(
         ret_msg=wire.retMsg or "",
         data=data,
         ret_ext_info=ext,
-        results=_batch_results(data, ext) if op in BATCH_OPS else [],
+        results=batch_results(data, ext) if op in BATCH_OPS else [],
         header=header,
         rate_limit=_int(_get(header, "X-Bapi-Limit")),
         rate_limit_status=_int(_get(header, "X-Bapi-Limit-Status")),
@@ -248,7 +249,10 @@ def decode_response(
     )
 
 
-def _batch_results(data: dict[str, Any], ext: dict[str, Any]) -> list[BatchResult]:
+def batch_results(data: dict[str, Any], ext: dict[str, Any]) -> list[BatchResult]:
+    """Pair a batch answer's ``list`` (``data`` on the trade stream, ``result`` on REST) with
+    ``retExtInfo.list`` (parallel lists in request order). An order whose code is missing or
+    not a number gets ``code=-1``: never taken for a success."""
     items = data.get("list")
     codes = ext.get("list")
     items = items if isinstance(items, list) else []
@@ -257,16 +261,17 @@ def _batch_results(data: dict[str, Any], ext: dict[str, Any]) -> list[BatchResul
     for i in range(max(len(items), len(codes))):
         item = items[i] if i < len(items) and isinstance(items[i], dict) else {}
         code = codes[i] if i < len(codes) and isinstance(codes[i], dict) else {}
+        parsed = _int(code.get("code"))
         out.append(
             BatchResult(
                 index=i,
-                code=_int(code.get("code")) or 0,
+                code=-1 if parsed is None else parsed,
                 msg=str(code.get("msg") or ""),
                 category=item.get("category"),
                 symbol=item.get("symbol"),
-                order_id=item.get("orderId"),
-                order_link_id=item.get("orderLinkId"),
-                create_at=item.get("createAt"),
+                order_id=item.get("orderId") or None,
+                order_link_id=item.get("orderLinkId") or None,
+                create_at=item.get("createAt") or None,
             )
         )
     return out

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from hean.exchange.bybit.protocol.trade import BatchResult
+from hean.exchange.bybit.protocol.trade import BatchResult, batch_results
 from hean.exchange.bybit.rest.limits import RateLimitInfo
 
 __all__ = ["RestResponse", "batch_results", "decode_envelope"]
@@ -96,39 +96,3 @@ class RestResponse(msgspec.Struct, frozen=True, kw_only=True):
     def failed(self) -> list[BatchResult]:
         """The orders of a batch that were refused (``code != 0``)."""
         return [r for r in self.results if not r.ok]
-
-
-def _int(value: Any) -> int | None:
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def batch_results(result: dict[str, Any], ext: dict[str, Any]) -> list[BatchResult]:
-    """Pair ``result.list`` with ``retExtInfo.list`` (parallel lists in request order)."""
-    codes = ext.get("list")
-    if not isinstance(codes, list):
-        return []
-    items = result.get("list")
-    items = items if isinstance(items, list) else []
-    out = []
-    for i, code_item in enumerate(codes):
-        item = items[i] if i < len(items) and isinstance(items[i], dict) else {}
-        code = code_item if isinstance(code_item, dict) else {}
-        parsed = _int(code.get("code"))
-        out.append(
-            BatchResult(
-                index=i,
-                code=parsed if parsed is not None else -1,
-                msg=str(code.get("msg") or ""),
-                category=item.get("category"),
-                symbol=item.get("symbol"),
-                order_id=item.get("orderId") or None,
-                order_link_id=item.get("orderLinkId") or None,
-                create_at=item.get("createAt") or None,
-            )
-        )
-    return out
