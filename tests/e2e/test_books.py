@@ -13,6 +13,7 @@ import pytest
 from hean.core.bus import EventBus
 from hean.core.events import EventType, SubscriptionStatus
 from hean.emulator import Emulator, MarketParams
+from tests.conftest import ms
 from tests.e2e.conftest import Recorder, make_ws
 
 
@@ -162,6 +163,42 @@ async def test_delta_before_snapshot_is_caught_and_resynced(
     emulator.step("linear", quanta=10)
     await settle(emulator, ws, "BTCUSDT", 50)
     assert_matches_truth(emulator, ws, "BTCUSDT", 50)
+    await ws.disconnect()
+
+
+@pytest.mark.emulator(auto_tick=False)
+async def test_lost_resubscribe_snapshot_is_asked_for_again_while_deltas_flow(
+    bus: EventBus, recorder: Recorder, emulator: Emulator
+) -> None:
+    """Issue 12, defect 1: a u gap resubscribes the topic; the ack comes but its snapshot is
+    lost and the deltas keep coming. The book must not stay invalid: it is asked for again."""
+    topic = "orderbook.50.BTCUSDT"
+    ws = make_ws(bus, emulator, book_resync_interval=ms(20), book_repair_timeout=ms(200))
+    await ws.connect(timeout=2)
+    await ws.subscribe_orderbook(["BTCUSDT"], 50)
+    await ws.wait_subscribed([topic], timeout=2)
+    await settle(emulator, ws, "BTCUSDT", 50)
+    [conn] = emulator.live_connections("linear")
+    lost = emulator.inject("lose_snapshot", conn_id=conn.conn_id, topic=topic)
+    gap = emulator.inject("u_gap", conn_id=conn.conn_id, topic=topic)
+    while not gap.fired:
+        emulator.step("linear", quanta=3)
+        emulator.flush("linear")
+    await until(lambda: topic in resyncs(recorder))
+    book = ws.orderbook("BTCUSDT", 50)
+    assert book is not None
+    deadline = time.monotonic() + 3.0
+    while not book.valid and time.monotonic() < deadline:
+        emulator.step("linear", quanta=1)  # data keeps flowing all along
+        emulator.flush("linear")
+        await asyncio.sleep(0.01)
+    assert lost.fired == 1
+    assert book.valid, f"book still invalid ({book.invalid_reason}) with deltas flowing"
+    assert resyncs(recorder).count(topic) == 2  # asked once more, not in a loop
+    emulator.step("linear", quanta=5)
+    await settle(emulator, ws, "BTCUSDT", 50)
+    assert_matches_truth(emulator, ws, "BTCUSDT", 50)
+    assert ws.stats.reconnects == 0
     await ws.disconnect()
 
 

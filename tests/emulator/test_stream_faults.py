@@ -67,6 +67,19 @@ async def test_u_gap(emu: Emulator) -> None:
     assert fault.fired == 1 and emu.stream_faults.faults() == []
 
 
+async def test_lose_snapshot_drops_only_the_resubscribe_snapshot(emu: Emulator) -> None:
+    c = await subscribed(emu)
+    await advance(emu, 1)
+    fault = emu.inject("lose_snapshot", topic=TOPIC)
+    before = len(book_msgs(c))
+    await c.request({"op": "unsubscribe", "args": [TOPIC]})
+    await c.subscribe(TOPIC)  # acked, but its snapshot never comes
+    await advance(emu, 2)
+    after = book_msgs(c)[before:]
+    assert [m["type"] for m in after] == ["delta", "delta"]
+    assert fault.fired == 1 and emu.stream_faults.faults() == []
+
+
 async def test_duplicate_and_repeat_then_clear(emu: Emulator) -> None:
     c = await subscribed(emu)
     emu.inject("duplicate_delta", repeat=True)

@@ -186,6 +186,41 @@ async def test_stale_symbol_resubscribes_and_reports(h: Harness) -> None:
     assert sample(metrics(h.health), "hean_topic_stale", **labels) == 0.0
 
 
+async def test_invalid_book_counts_as_stale_whatever_keeps_arriving(h: Harness) -> None:
+    """Issue 12: a book left invalid while its deltas keep coming must go stale (and be
+    resubscribed by the health layer), not look fresh because messages arrive."""
+    topic = "orderbook.50.BTCUSDT"
+    h.go_live()
+    h.subscribe([topic])
+    book = SimpleNamespace(invalid_reason=None)
+
+    def book_msg(valid: bool) -> None:
+        now, wall = h.clock.monotonic(), h.clock.wall_ms()
+        book.invalid_reason = None if valid else "gap u=12 expected 11"
+        ev = SimpleNamespace(category="linear", topic=topic, valid=valid, book=book,
+                             best_bid=("99", "1"), best_ask=("101", "1"), recv_time=now,
+                             recv_wall_ms=wall, exchange_ts=wall - 3)  # fmt: skip
+        h.bus.publish(EventType.ORDERBOOK, ev)
+
+    for _ in range(10):
+        h.clock.advance(0.1)
+        book_msg(True)
+        h.health.step()
+    assert h.health.quality.ws_ok
+    for _ in range(60):  # 6 s of deltas on an invalid book
+        h.clock.advance(0.1)
+        book_msg(False)
+        h.health.step()
+    stale = [(e.topic, e.status) for e in h.events[EventType.STALENESS]]
+    assert stale == [(topic, "stale")]
+    assert not h.health.quality.ws_ok
+    resyncs = [e for e in h.events[EventType.SUBSCRIPTION] if e.status is SubscriptionStatus.RESYNC]
+    assert [e.topic for e in resyncs] == [topic]
+    book_msg(True)  # the snapshot: valid again, the episode ends
+    h.health.step()
+    assert [e.status for e in h.events[EventType.STALENESS]] == ["stale", "recovered"]
+
+
 async def test_still_stale_recycles_the_connection_then_marks_it_down(h: Harness) -> None:
     h.go_live()
     h.subscribe(["tickers.ETHUSDT"])

@@ -11,6 +11,8 @@ repeating. Kinds:
 ``restart_snapshot``       replace a book message by a snapshot with ``u=1`` (service restart); the
                            connection's later deltas continue 2, 3, …
 ``delta_before_snapshot``  on subscribe, send a delta before the first snapshot (books, tickers)
+``lose_snapshot``          drop one order-book snapshot (e.g. the one answering a resubscribe):
+                           the ack came, the deltas that follow still arrive
 ``invalid_json``           a text frame that is not valid JSON, before the next data message
 ``json_array``             the next data message wrapped in a JSON array (an extra frame before it)
 ``missing_topic``          a copy of the next data message without ``topic`` (extra frame)
@@ -54,7 +56,14 @@ _JUNK = frozenset(
     ("invalid_json", "json_array", "missing_topic", "wrong_types", "binary", "empty", "oversized")
 )
 STREAM_FAULT_KINDS: frozenset[str] = frozenset(
-    (*_DELTA_ONLY, "restart_snapshot", "delta_before_snapshot", "burst", *_JUNK)
+    (
+        *_DELTA_ONLY,
+        "restart_snapshot",
+        "delta_before_snapshot",
+        "lose_snapshot",
+        "burst",
+        *_JUNK,
+    )
 )
 _MAX_SIZE = 256 << 20
 
@@ -109,6 +118,8 @@ class StreamFault:
             return book
         if kind == "delta_before_snapshot":
             return snapshot and initial
+        if kind == "lose_snapshot":
+            return book and snapshot
         return True
 
     @property
@@ -340,8 +351,8 @@ class WireShaper:
         sink = self._sink
         kind = fault.kind
         log.debug("emulator: stream fault %s on %s %s", kind, sink.conn_id, topic)
-        if kind == "u_gap":
-            return True
+        if kind == "u_gap" or kind == "lose_snapshot":
+            return True  # the message is simply not sent
         if kind == "duplicate_delta":
             sink.emit(topic, data, u, seq)
             sink.emit(topic, data, u, seq)

@@ -586,10 +586,15 @@ class HealthMonitor:
             return
         w = route.watch
         w.book_valid = ev.valid
-        w.book_reason = "" if ev.valid else (ev.book.invalid_reason or "invalid")
         bid, ask = ev.best_bid, ev.best_ask
         w.bid = None if bid is None else float(bid[0])
         w.ask = None if ask is None else float(ask[0])
+        if not ev.valid:
+            # An invalid book is no update, whatever keeps arriving: its silence goes on, so a
+            # book that stays invalid goes stale and escalates like a silent one (issue 12).
+            w.book_reason = ev.book.invalid_reason or "invalid"
+            return
+        w.book_reason = ""
         self._observe(route, ev.recv_time, ev.recv_wall_ms, ev.exchange_ts)
 
     def _on_trade(self, ev: TradeEvent) -> None:

@@ -36,6 +36,9 @@ class Harness:
         self._record(self.ws.session.connected(0.0))
         self.sent.clear()
 
+    def tick(self, now: float) -> None:
+        self._record(self.ws.session.tick(now))
+
     def feed(self, message: dict[str, Any], now: float = 1.0) -> None:
         actions = self.ws.session.receive(json.dumps(message).encode(), now)
         if actions:
@@ -103,9 +106,31 @@ async def test_book_resyncs_are_rate_limited_and_deferred_not_lost(h: Harness) -
     assert sum(m["op"] == "subscribe" for m in h.sent) == 1
     h.feed(book_msg(10), now=1.6)  # still within the second: nothing
     assert sum(m["op"] == "subscribe" for m in h.sent) == 1
-    h.feed(book_msg(11), now=2.2)  # due now: the deferred resync goes out
+    assert h.ws.session.next_deadline() == pytest.approx(2.1)  # the deferred one is timed
+    h.tick(2.0)
+    assert sum(m["op"] == "subscribe" for m in h.sent) == 1
+    h.tick(2.1)  # due now: the deferred resync goes out, even with no frame arriving
     assert sum(m["op"] == "subscribe" for m in h.sent) == 2
     assert h.ws.book_resyncs == 2
+
+
+async def test_invalid_book_is_resubscribed_again_until_a_snapshot_comes(h: Harness) -> None:
+    """Issue 12: the resubscribe's snapshot is lost while deltas keep coming; the book is
+    asked for again after book_repair_timeout, then with doubling waits, until valid."""
+    await h.ws.subscribe_orderbook(["BTCUSDT"], depth=50)
+    h.feed(book_msg(10, "snapshot", [["100", "1"]], [["101", "1"]]), now=1.0)
+    h.sent.clear()
+    h.feed(book_msg(12), now=1.1)  # gap -> resync 1
+    for i, now in enumerate((2.0, 4.0, 6.0)):  # deltas keep flowing, no snapshot
+        h.feed(book_msg(13 + i), now=now)
+        h.tick(now)
+    assert sum(m["op"] == "subscribe" for m in h.sent) == 1
+    h.tick(6.1)  # 1.1 + 5 s: asked again
+    assert sum(m["op"] == "subscribe" for m in h.sent) == 2
+    assert h.ws.book_repairs.next_deadline() == pytest.approx(16.1)  # then 10 s
+    h.feed(book_msg(20, "snapshot", [["100", "1"]], [["101", "1"]]), now=7.0)
+    assert h.ws.orderbook("BTCUSDT", 50).valid  # type: ignore[union-attr]
+    assert not h.ws.book_repairs.repairs
 
 
 async def test_trades_klines_liquidations_are_routed(h: Harness) -> None:

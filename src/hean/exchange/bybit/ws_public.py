@@ -40,6 +40,7 @@ from hean.exchange.bybit.protocol.heartbeat import HeartbeatPolicy
 from hean.exchange.bybit.protocol.session import Session, SessionConfig
 from hean.exchange.bybit.state.orderbook import OrderBook, OrderBookCache, book_event
 from hean.exchange.bybit.state.public import kline_event, liquidation_event, trade_event
+from hean.exchange.bybit.state.repair import RepairSchedule
 from hean.exchange.bybit.state.tickers import TickerCache, TickerState
 from hean.exchange.bybit.transport import DEFAULT_MAX_MESSAGE, WsConnection
 
@@ -82,6 +83,13 @@ KLINE_INTERVALS: tuple[str, ...] = (
 
 BOOK_RESYNC_INTERVAL = 1.0
 """Minimum seconds between two resubscribes of the same order book topic."""
+
+BOOK_REPAIR_TIMEOUT = 5.0
+"""Seconds a resubscribe of an invalid book may take to bring its snapshot before it is sent
+again (the snapshot can be lost while the ack and the deltas arrive); doubles per attempt."""
+
+BOOK_REPAIR_MAX = 30.0
+"""Upper bound of the (doubling) wait between two resubscribes of a book still invalid."""
 
 
 class EventSink(Protocol):
@@ -171,6 +179,10 @@ class BybitPublicWebSocket:
         name: label for logs/events/metrics (default ``public/<category>``).
         rng: random source for jitter.
         book_resync_interval: minimum seconds between two resubscribes of one order book.
+        book_repair_timeout: seconds an invalid book's resubscribe may take to bring a snapshot
+            before it is sent again (doubling per attempt up to ``book_repair_max``): a book is
+            always either valid or being repaired (see :mod:`~hean.exchange.bybit.state.repair`).
+        book_repair_max: upper bound of that wait.
         connect_gate: awaited before every connection attempt (e.g. the hub's process-wide
             connection rate limit); see :class:`~hean.exchange.bybit.transport.WsConnection`.
         field_times: keep the time each ticker field last changed: ``True`` (every field, the
@@ -201,6 +213,8 @@ class BybitPublicWebSocket:
         name: str | None = None,
         rng: random.Random | None = None,
         book_resync_interval: float = BOOK_RESYNC_INTERVAL,
+        book_repair_timeout: float = BOOK_REPAIR_TIMEOUT,
+        book_repair_max: float = BOOK_REPAIR_MAX,
         connect_gate: Callable[[], Awaitable[None]] | None = None,
         field_times: bool | Iterable[str] = True,
         rest: Any | None = None,
@@ -246,10 +260,12 @@ class BybitPublicWebSocket:
         """Trade/kline backfill after reconnects (when ``rest`` was given)."""
         if rest is not None:
             self.backfill = PublicBackfill(rest, self.category, bus.publish, self.clock, self.name)
-        self._book_resync_sent: dict[str, float] = {}
-        self._book_resync_due: dict[str, float] = {}
+        self.book_repairs = RepairSchedule(
+            book_resync_interval, book_repair_timeout, max(book_repair_max, book_repair_timeout)
+        )
+        """Invalid books being resubscribed until valid (bounded, rate-limited retries)."""
         self.book_resyncs = 0
-        self.book_resync_interval = book_resync_interval
+        self.session.timers.append(_RepairTimer(self))
         self._live = asyncio.Event()
 
     @property
@@ -366,6 +382,7 @@ class BybitPublicWebSocket:
         for topic in wanted:
             if topic.startswith("orderbook."):
                 self.books.remove(topic)
+                self.book_repairs.forget(topic)
             elif topic.startswith("tickers."):
                 self.tickers.reset(topic)
 
@@ -415,8 +432,7 @@ class BybitPublicWebSocket:
             if event.new is ConnectionState.LIVE:
                 self.tickers.reset_all()
                 self.books.reset_all()
-                self._book_resync_sent.clear()
-                self._book_resync_due.clear()
+                self.book_repairs.clear()
                 self._live.set()
             else:
                 self._live.clear()
@@ -466,38 +482,46 @@ class BybitPublicWebSocket:
         book = self.books.apply(frame, now)
         if not book.valid:
             self._book_invalid(book, now)
+        elif self.book_repairs.repairs and book.topic in self.book_repairs.repairs:
+            repair = self.book_repairs.valid(book.topic)
+            if repair is not None and repair.attempts > 1:
+                log.info(
+                    "%s: order book %s valid again after %.2fs (%d resubscribes)",
+                    self.name,
+                    book.topic,
+                    now - repair.since,
+                    repair.attempts,
+                )
         self._publish_book(book_event(book, frame, self._wall_ms(now)))
 
     def _book_invalid(self, book: OrderBook, now: float) -> None:
-        """Resubscribe an invalid book's topic (only that topic), at most once a second.
-
-        A resync asked for within a second of the previous one is deferred; it is sent with the
-        first frame of that topic after the second is over (an invalid book's deltas keep
-        arriving until the resubscribe, so a deferred resync is never forgotten).
-        """
-        topic = book.topic
-        if book.needs_resync:
-            book.needs_resync = False
-            last = self._book_resync_sent.get(topic)
-            if last is not None and now - last < self.book_resync_interval:
-                self._book_resync_due[topic] = last + self.book_resync_interval
-                return
+        """Repair an invalid book: resubscribe its topic (only that topic) now, or when the
+        repair schedule allows (at most once per ``book_resync_interval``), and again while no
+        snapshot makes it valid (the timer sends those even when no frame arrives)."""
+        if not book.needs_resync:
+            return
+        book.needs_resync = False
+        reason = book.invalid_reason or "invalid book"
+        if self.book_repairs.invalid(book.topic, reason, now):
+            self._send_resync(book.topic, reason, now)
         else:
-            due = self._book_resync_due.get(topic)
-            if due is None or now < due:
-                return
-        self._book_resync_due.pop(topic, None)
-        self._book_resync_sent[topic] = now
+            self.connection.run_actions([])  # wake the driver: a deadline was added
+
+    def _send_resync(self, topic: str, reason: str, now: float) -> None:
         self.book_resyncs += 1
-        log.warning(
-            "%s: order book %s invalid (%s): resubscribing",
-            self.name,
-            topic,
-            book.invalid_reason,
-        )
-        self.connection.run_actions(
-            self.session.resync(topic, book.invalid_reason or "invalid book", now)
-        )
+        log.warning("%s: order book %s invalid (%s): resubscribing", self.name, topic, reason)
+        self.connection.run_actions(self.session.resync(topic, reason, now))
+
+    def _repair_due(self, now: float) -> None:
+        for topic, repair in self.book_repairs.due(now):
+            book = self.books.by_topic.get(topic)
+            if book is None or book.valid:
+                self.book_repairs.valid(topic)
+                continue
+            reason = book.invalid_reason or repair.reason
+            if repair.attempts > 1:
+                reason = f"{reason}; still invalid after {now - repair.since:.2f}s"
+            self._send_resync(topic, reason, now)
 
     def _on_trade(self, frame: Frame, now: float) -> None:
         self._publish_trade(trade_event(frame, self.category, now, self._wall_ms(now)))
@@ -519,6 +543,23 @@ class BybitPublicWebSocket:
 
     def _on_liquidation(self, frame: Frame, now: float) -> None:
         self._publish_liquidation(liquidation_event(frame, self.category, now, self._wall_ms(now)))
+
+
+class _RepairTimer:
+    """The book repair schedule's deadlines, honoured by the connection's driver."""
+
+    __slots__ = ("_ws",)
+
+    def __init__(self, ws: BybitPublicWebSocket) -> None:
+        self._ws = ws
+
+    def next_deadline(self) -> float | None:
+        return self._ws.book_repairs.next_deadline()
+
+    def tick(self, now: float) -> None:
+        deadline = self._ws.book_repairs.next_deadline()
+        if deadline is not None and now >= deadline:
+            self._ws._repair_due(now)
 
 
 def _symbols(symbols: Iterable[str]) -> list[str]:
