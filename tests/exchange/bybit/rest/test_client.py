@@ -180,6 +180,19 @@ async def test_wrong_secret_is_typed_and_sent_once(server: Server) -> None:
     assert "****" in err.ret_msg
 
 
+async def test_a_signature_echoed_in_an_error_never_reaches_the_exception(server: Server) -> None:
+    sign = "ab" * 32
+    server.on(
+        "/v5/position/list",
+        lambda rec: envelope(code=10004, msg=f"error sign! sign[{sign}] key[{KEY}]"),
+    )
+    async with make(server) as rest:
+        with pytest.raises(RestAuthError) as info:
+            await rest.positions("linear", symbol="BTCUSDT").all()
+    text = f"{info.value} {info.value.ret_msg} {info.value!r}"
+    assert sign not in text and KEY not in text and "error sign!" in text
+
+
 async def test_unknown_key_is_typed_and_sent_once(server: Server) -> None:
     server.on("/v5/position/list", _strict_auth())
     async with make(server, api_key="some-other-key-9999") as rest:

@@ -65,11 +65,14 @@ def test_exhausted_quota_waits_for_the_reset_time_in_the_future() -> None:
     g = "/v5/execution/list"
     lim.on_sent(g, 1000)
     lim.on_answer(g, RateLimitInfo(50, 0, 1700), 1000)
+    assert lim.group(g) == RateLimitInfo(50, 0, 1700)
     assert lim.wait_ms(g, 1000) == 700
     assert lim.wait_ms(g, 1500) == 200
     assert lim.wait_ms(g, 1700) == 0
     assert lim.wait_ms("/v5/position/list", 1000) == 0  # other groups unaffected
     assert lim.waits == 2
+    # once the window has passed, what is left is unknown until the next answer
+    assert lim.group(g) == RateLimitInfo(50, None, 1700) and lim.group("/v5/position/list") is None
 
 
 def test_exhausted_quota_with_reset_now_waits_one_window() -> None:

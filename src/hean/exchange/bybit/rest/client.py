@@ -51,7 +51,7 @@ import yarl
 
 from hean.core.clock import Clock, SystemClock
 from hean.core.config import Settings
-from hean.core.secrets import Secret, install_redaction
+from hean.core.secrets import RedactingFilter, Secret, install_redaction
 from hean.exchange.bybit.endpoints import validate_category
 from hean.exchange.bybit.protocol.auth import ClockOffset
 from hean.exchange.bybit.protocol.orders import (
@@ -162,10 +162,6 @@ class RestStats:
     clock_syncs: int
 
 
-def _reveal(value: Secret | str | None) -> str | None:
-    return value.reveal() if isinstance(value, Secret) else value
-
-
 class BybitRestClient:
     """Bybit V5 REST client (see the module docstring).
 
@@ -237,6 +233,7 @@ class BybitRestClient:
         self._url = base
         self._key = Secret.api_key(api_key) if api_key is not None else None
         self._secret = Secret.of(api_secret) if api_secret is not None else None
+        self._redactor = RedactingFilter(s for s in (self._key, self._secret) if s is not None)
         self.recv_window = recv_window
         self.timeout = timeout
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -491,12 +488,9 @@ class BybitRestClient:
         self._calls_by_path[path] = self._calls_by_path.get(path, 0) + 1
 
     def _redact(self, text: str) -> str:
-        for secret in (self._secret, self._key):
-            if secret is not None:
-                value = secret.reveal()
-                if value in text:
-                    text = text.replace(value, secret.masked)
-        return text
+        """``text`` (an error message or body for an exception) without the key, the secret
+        or a signature: the log filter's rules, applied where no logger is involved."""
+        return self._redactor.redact(text)
 
     async def _send(self, prepared: PreparedRequest, group: str | None) -> RestResponse:
         session = self._ensure_session()

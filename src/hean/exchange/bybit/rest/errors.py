@@ -104,7 +104,6 @@ class RestError(Exception):
         method: str = "",
         limit: RateLimitInfo | None = None,
         response: Any = None,
-        message: str | None = None,
     ) -> None:
         self.ret_code = ret_code
         self.ret_msg = ret_msg
@@ -114,7 +113,7 @@ class RestError(Exception):
         self.limit = limit
         self.response = response
         self.attempts = 1
-        super().__init__(message if message is not None else self._describe())
+        super().__init__(self._describe())
 
     def _describe(self) -> str:
         what = f"{self.method} {self.path}".strip()

@@ -43,14 +43,12 @@ class Paginator(Generic[T]):
         decode: Callable[[Any, str | None], tuple[list[T], int]],
         *,
         auth: bool = True,
-        max_pages: int | None = None,
     ) -> None:
         self._client = client
         self.path = path
         self._params = params
         self._decode = decode
         self._auth = auth
-        self._max_pages = max_pages
         self._buffer: deque[T] = deque()
         self._cursor: str | None = None
         self._seen: set[str] = set()
@@ -111,9 +109,6 @@ class Paginator(Generic[T]):
                 self.path,
                 method="GET",
             )
-            return
-        if self._max_pages is not None and self.pages >= self._max_pages:
-            self._done = True
             return
         self._seen.add(cursor)
         self._cursor = cursor
