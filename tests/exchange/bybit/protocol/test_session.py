@@ -239,6 +239,50 @@ def test_connection_dying_young_does_not_reset_backoff() -> None:
     assert session.backoff.attempts == 1
 
 
+def test_venue_accepting_then_dropping_never_causes_a_long_outage() -> None:
+    """Issue 12, defect 2: every handshake succeeds, every connection is dropped by the venue
+    before stable_after. With the default policy the breaker used to count each one as a failed
+    trial and open for 30, 60, 120, 240, 300 s. A venue that accepts us is reachable: the
+    breaker stays closed and the jittered backoff (bounded by ``cap``) paces the attempts."""
+    policy = BackoffPolicy()  # the defaults: cap 30 s, breaker after 5, cooldown 30..300 s
+    session, _ = make(backoff=policy)
+    session.start(0.0)
+    now = 0.0
+    waits = []
+    for _ in range(60):
+        session.connected(now)
+        now += 1.0  # dropped after 1 s < stable_after
+        session.disconnected("server_close:1006", now)
+        assert session.reconnect_at is not None
+        waits.append(session.reconnect_at - now)
+        now = session.reconnect_at
+        assert Connect(URL) in session.tick(now)
+    assert session.breaker.state is BreakerState.CLOSED
+    assert max(waits) <= policy.cap  # never longer without a connection than the backoff cap
+    assert sum(waits) / len(waits) > policy.cap / 4  # and no storm: the backoff kept growing
+
+
+def test_breaker_counts_failed_handshakes_and_one_accepted_connection_closes_it() -> None:
+    policy = BackoffPolicy(first=1, cap=8, failure_threshold=3, cooldown=60, stable_after=10)
+    session, _ = make(backoff=policy)
+    session.start(0.0)
+    now = 0.0
+    for _ in range(2):
+        session.connect_failed("http_503", now)
+        now = session.reconnect_at  # type: ignore[assignment]
+        assert Connect(URL) in session.tick(now)
+    session.connect_failed("http_503", now)
+    assert session.breaker.state is BreakerState.OPEN
+    now = session.breaker.retry_at
+    assert Connect(URL) in session.tick(now)  # the half-open trial
+    assert session.breaker.state is BreakerState.HALF_OPEN
+    session.connected(now)  # accepted: the venue is back
+    assert session.breaker.state is BreakerState.CLOSED
+    session.disconnected("server_close:1006", now + 1.0)  # dropped young: backoff, not breaker
+    assert session.breaker.state is BreakerState.CLOSED
+    assert session.reconnect_at is not None and session.reconnect_at - (now + 1.0) <= 8
+
+
 def test_http_429_waits_at_least_retry_after() -> None:
     session, _ = make(backoff=BackoffPolicy(first=1, cap=30, slow_floor=30))
     session.start(0.0)

@@ -12,10 +12,22 @@ Some failures deserve a *slow* retry whatever the attempt number: a handshake an
 answers wait at least ``slow_floor`` and raise an operator-visible reason; close code 1013
 ("try again later") waits at least ``try_again_floor``. See :func:`classify`.
 
-The circuit breaker stops a client from hammering a venue that keeps failing: after
-``failure_threshold`` consecutive failed connections it *opens* for ``cooldown`` seconds (doubling,
-up to ``max_cooldown``, each time a trial fails), then lets exactly one trial attempt through
-(*half-open*); a trial that succeeds closes it again.
+The circuit breaker stops a client from hammering a venue that keeps refusing it: after
+``failure_threshold`` consecutive failed connection *attempts* it *opens* for ``cooldown`` seconds
+(doubling, up to ``max_cooldown``, each time a trial fails), then lets exactly one trial attempt
+through (*half-open*); a trial whose handshake completes closes it again.
+
+What counts (issue 12). A failure is an attempt the venue did not accept: refused, reset or timed
+out before the upgrade, DNS, TLS, an HTTP status on the upgrade. That is what Bybit does while it
+is down for maintenance (the upgrade is refused or never answered) and what the trusted clients
+back off from: websockets' reconnect loop grows its delay on failed *connects* and starts over
+once a connection is made; nautilus retries connects with bounded backoff. A connection that was
+accepted and then dropped, however young, proves the venue reachable: it closes the breaker and is
+paced by the jittered backoff alone, which is *not* reset until a connection stays up
+``stable_after`` seconds, so a venue that accepts and drops at once is retried no faster than
+``U(0, cap)`` apart, and never waited for longer than ``cap``. The breaker therefore never keeps a
+client away from a venue that accepts it, and once a refusing venue is back the breaker delays
+the first connection by at most ``max_cooldown`` (plus one connect timeout).
 """
 
 from __future__ import annotations
@@ -53,8 +65,9 @@ class BackoffPolicy:
     """Consecutive failures that open the circuit breaker."""
     cooldown: float = 30.0
     """How long the breaker stays open the first time."""
-    max_cooldown: float = 300.0
-    """Upper bound of the (doubling) open time."""
+    max_cooldown: float = 120.0
+    """Upper bound of the (doubling) open time: the longest a breaker can keep a client away
+    from a venue that has come back."""
     stable_after: float = 10.0
     """A connection live this long counts as a success: backoff and breaker are reset."""
 
@@ -197,6 +210,7 @@ class CircuitBreaker:
         return self.state is BreakerState.HALF_OPEN
 
     def record_success(self) -> None:
+        """A connection attempt was accepted (its handshake completed)."""
         if self.state is not BreakerState.CLOSED:
             log.info("circuit %s closed: connection healthy again", self.name)
         self.state = BreakerState.CLOSED
@@ -205,6 +219,7 @@ class CircuitBreaker:
         self._cooldown = self.policy.cooldown
 
     def record_failure(self, now: float) -> None:
+        """A connection attempt failed (the venue did not accept it)."""
         self.failures += 1
         if self.state is BreakerState.HALF_OPEN:
             self._cooldown = min(self.policy.max_cooldown, self._cooldown * 2)

@@ -366,6 +366,10 @@ class Session:
             return self._flush()
         self.stats.connects += 1
         self._close_reason = None
+        # Accepted: the venue is reachable, whatever happens to this connection next. The
+        # breaker counts refused attempts only; short-lived connections are paced by the
+        # backoff, which is reset only once a connection has been stable (see backoff.py).
+        self.breaker.record_success()
         self.heartbeat.start(now)
         log.info("connected to %s (%s)", self.config.url, self.config.name)
         if self.auth is None:
@@ -424,9 +428,6 @@ class Session:
         live_since = self.stats.live_since
         if live_since is not None and now - live_since >= self.config.backoff.stable_after:
             self.backoff.reset()
-            self.breaker.record_success()
-        else:
-            self.breaker.record_failure(now)
         self.stats.live_since = None
         self._schedule_reconnect(reason, now, None)
         return self._flush()
