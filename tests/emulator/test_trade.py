@@ -157,11 +157,17 @@ async def test_req_id_rules(emu: Emulator) -> None:
 async def test_rate_limit_per_account_and_op() -> None:
     async with running(auto_tick=False, trade_rate_limit=3, ack_latency=0.0) as emu:
         c = await trade_client(emu)
-        statuses = []
+        statuses, resets = [], []
         for i in range(4):
             reply = await place(c, emu, limit(price="1000"), req_id=f"r{i}")
-            statuses.append((reply["retCode"], reply["header"]["X-Bapi-Limit-Status"]))
+            header = reply["header"]
+            statuses.append((reply["retCode"], header["X-Bapi-Limit-Status"]))
+            resets.append(int(header["X-Bapi-Limit-Reset-Timestamp"]) - int(header["Timenow"]))
         assert statuses == [(0, "2"), (0, "1"), (0, "0"), (10006, "0")]
+        # the reset time is "now" while requests are allowed, the window's end once refused
+        # (as on REST: one rolling window for both)
+        # (Timenow is stamped when the answer is sent, a moment after the request was counted)
+        assert all(-100 <= r <= 0 for r in resets[:3]) and 0 < resets[3] <= 1000, resets
         # another op has its own quota; another connection of the account shares it
         cancel = await c.request(
             trade_msg(

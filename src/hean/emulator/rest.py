@@ -109,14 +109,14 @@ import socket
 import urllib.parse
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from hean.emulator import shapes
 from hean.emulator.accounts import Account
-from hean.emulator.trading import OpError, Trading
+from hean.emulator.trading import OpError, RateWindow, Trading
 
 if TYPE_CHECKING:
     from hean.emulator.server import Emulator
@@ -222,11 +222,6 @@ class Endpoint:
     handler: Handler
 
 
-@dataclass(slots=True)
-class _Window:
-    hits: deque[int] = field(default_factory=deque)
-
-
 #: per-UID quotas: path -> (linear/inverse, option, spot) for order entry, or one value
 _ORDER_QUOTAS: dict[str, tuple[int, int, int]] = {
     "/v5/order/create": (10, 10, 20),
@@ -274,7 +269,7 @@ class RestServer:
         self.emu = emu
         self._runner: web.AppRunner | None = None
         self._port = 0
-        self._windows: dict[tuple[int, str, str], _Window] = {}
+        self._windows: dict[tuple[int, str, str], RateWindow] = {}
         self.failures: list[RestFailure] = []
         self.log: deque[RestRecord] = deque(maxlen=_MAX_LOG)
         from hean.emulator import rest_account, rest_market  # here: they import this module
@@ -363,28 +358,12 @@ class RestServer:
         """Count up to ``units`` requests (rolling 1 s); returns how many were allowed and the
         ``X-Bapi-Limit*`` headers."""
         group, quota = self.quota(path, category)
-        window = self._windows.setdefault((uid, path, group), _Window()).hits
-        while window and window[0] <= now_ms - 1000:
-            window.popleft()
-        allowed = max(0, min(units, quota - len(window)))
-        window.extend([now_ms] * allowed)
-        reset = now_ms if allowed else window[0] + 1000 if window else now_ms
-        return allowed, {
-            "X-Bapi-Limit": str(quota),
-            "X-Bapi-Limit-Status": str(max(0, quota - len(window))),
-            "X-Bapi-Limit-Reset-Timestamp": str(reset),
-        }
+        return self._windows.setdefault((uid, path, group), RateWindow()).take(units, quota, now_ms)
 
     def limit_headers(self, uid: int, path: str, category: object, now_ms: int) -> dict[str, str]:
         """The ``X-Bapi-Limit*`` headers as they stand (nothing counted)."""
         group, quota = self.quota(path, category)
-        window = self._windows.get((uid, path, group))
-        hits = [t for t in (window.hits if window else ()) if t > now_ms - 1000]
-        return {
-            "X-Bapi-Limit": str(quota),
-            "X-Bapi-Limit-Status": str(max(0, quota - len(hits))),
-            "X-Bapi-Limit-Reset-Timestamp": str(hits[0] + 1000 if len(hits) >= quota else now_ms),
-        }
+        return self._windows.setdefault((uid, path, group), RateWindow()).headers(quota, now_ms)
 
     # -- responses ----------------------------------------------------------------------------
 

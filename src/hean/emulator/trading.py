@@ -144,6 +144,43 @@ class AuthCheck:
         return self.reason == "ok"
 
 
+class RateWindow:
+    """One rolling 1 s request window (per account and endpoint or op), as Bybit counts it,
+    and the ``X-Bapi-Limit*`` headers it gives: ``Reset-Timestamp`` is the time the window
+    frees when the quota is used up, else the current time (rest.md §5)."""
+
+    __slots__ = ("hits",)
+
+    def __init__(self) -> None:
+        self.hits: deque[int] = deque()
+
+    def take(self, units: int, quota: int, now_ms: int) -> tuple[int, dict[str, str]]:
+        """Count up to ``units`` requests; returns how many were allowed and the headers."""
+        hits = self._expire(now_ms)
+        allowed = max(0, min(units, quota - len(hits)))
+        hits.extend([now_ms] * allowed)
+        return allowed, self._headers(quota, now_ms, spent=not allowed)
+
+    def headers(self, quota: int, now_ms: int) -> dict[str, str]:
+        """The headers as they stand (nothing counted)."""
+        return self._headers(quota, now_ms, spent=len(self._expire(now_ms)) >= quota)
+
+    def _expire(self, now_ms: int) -> deque[int]:
+        hits = self.hits
+        while hits and hits[0] <= now_ms - 1000:
+            hits.popleft()
+        return hits
+
+    def _headers(self, quota: int, now_ms: int, *, spent: bool) -> dict[str, str]:
+        hits = self.hits
+        reset = hits[0] + 1000 if spent and hits else now_ms
+        return {
+            "X-Bapi-Limit": str(quota),
+            "X-Bapi-Limit-Status": str(max(0, quota - len(hits))),
+            "X-Bapi-Limit-Reset-Timestamp": str(reset),
+        }
+
+
 class TradingHost(Protocol):
     """What :class:`Trading` needs from the emulator."""
 
@@ -214,7 +251,7 @@ class Trading:
         self._depth = 0
         self._pending: dict[int, _Pending] = {}
         self._sessions: dict[int, dict[PrivateSink, None]] = {}
-        self._rate: dict[tuple[int, str], deque[int]] = {}
+        self._rate: dict[tuple[int, str], RateWindow] = {}
         for config in accounts:
             self.add(config)
 
@@ -343,18 +380,9 @@ class Trading:
     def take_rate(self, account: Account, op: str, now_ms: int) -> tuple[bool, dict[str, str]]:
         """Count one request of ``op`` (rolling 1 s window per account and op); returns
         whether it is allowed and the ``X-Bapi-Limit*`` header values."""
-        window = self._rate.setdefault((account.uid, op), deque())
-        while window and window[0] <= now_ms - 1000:
-            window.popleft()
-        allowed = len(window) < self.rate_limit
-        if allowed:
-            window.append(now_ms)
-        reset = window[0] + 1000 if window else now_ms
-        return allowed, {
-            "X-Bapi-Limit": str(self.rate_limit),
-            "X-Bapi-Limit-Status": str(max(0, self.rate_limit - len(window))),
-            "X-Bapi-Limit-Reset-Timestamp": str(reset),
-        }
+        window = self._rate.setdefault((account.uid, op), RateWindow())
+        allowed, headers = window.take(1, self.rate_limit, now_ms)
+        return allowed == 1, headers
 
     # -- trade ops ----------------------------------------------------------------------------
 
