@@ -96,15 +96,18 @@ class FakeRest:
     async def _pages(
         self, path: str, params: dict[str, Any], items: list[Any], limit: int
     ) -> AsyncIterator[Any]:
+        """Pages as Bybit serves them: every page with items carries a cursor, so the last
+        call of a query is the empty page after it (rest.md §4)."""
         size = min(limit, self.page_size)
         start = 0
         while True:
             await self._call(path, {**params, "page": start // size})
-            for item in items[start : start + size]:
+            page = items[start : start + size]
+            if not page:
+                return
+            for item in page:
                 yield item
             start += size
-            if start >= len(items):
-                return
 
     def executions(
         self,
