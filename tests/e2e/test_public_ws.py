@@ -406,3 +406,34 @@ async def test_recycle_drops_reconnects_and_resubscribes_with_the_reason(
     [second] = emulator.live_connections("linear")
     assert second.conn_id != first.conn_id and second.subscriptions == {"tickers.BTCUSDT"}
     await ws.disconnect()
+
+
+async def test_oversized_frame_is_reported_as_our_close_without_a_stray_traceback(
+    bus: EventBus, recorder: Recorder, emulator: Emulator
+) -> None:
+    """Issue 12, defect 3: HEAN closes a connection whose frame is over its size limit. The
+    reason says so (not server_close:1009 / 1006) and no 'Future exception was never
+    retrieved ... WSProtocolError' is logged."""
+    import gc
+
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    try:
+        ws = make_ws(bus, emulator, max_message_size=64 * 1024)
+        await ws.connect(timeout=2)
+        await ws.subscribe_tickers(SYMBOLS)
+        await ws.wait_subscribed([f"tickers.{s}" for s in SYMBOLS], timeout=2)
+        for _ in range(2):
+            live = ws.stats.connects
+            emulator.inject("oversized", size=256 * 1024)
+            await until(lambda live=live: ws.stats.connects > live and ws.state is S.LIVE)
+        assert reasons(recorder) == ["local_close:message_too_big"] * 2
+        assert ws.session.stats.disconnect_reasons == {"local_close:message_too_big": 2}
+        await ws.disconnect()
+        gc.collect()  # an unretrieved future exception is reported when the future is freed
+        await asyncio.sleep(0.05)
+    finally:
+        loop.set_exception_handler(previous)
+    assert [c.get("message") for c in unhandled] == []

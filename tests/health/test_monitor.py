@@ -366,6 +366,8 @@ def test_reason_labels_are_a_fixed_set() -> None:
     assert reason_label("http_429") == "http_429"
     assert reason_label("http_599") == "http_other"
     assert reason_label("something new") == "other"
+    assert reason_label("local_close:message_too_big") == "local_close:message_too_big"
+    assert reason_label("local_close:code_4000") == "local_close:other"
 
 
 def test_histogram() -> None:

@@ -116,6 +116,9 @@ _PLAIN_REASONS = frozenset(
     )
 )
 _CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013))
+_LOCAL_CLOSES = frozenset(
+    ("message_too_big", "protocol_error", "invalid_text", "unsupported_data", "internal_error")
+)
 _HTTP_CODES = frozenset((400, 401, 403, 404, 418, 429, 500, 502, 503, 504))
 
 
@@ -126,6 +129,8 @@ def reason_label(reason: str) -> str:
     if reason.startswith("server_close:"):
         code = reason[13:]
         return reason if code.isdigit() and int(code) in _CLOSE_CODES else "server_close:other"
+    if reason.startswith("local_close:"):  # HEAN closed it (picows: frame too big, ...)
+        return reason if reason[12:] in _LOCAL_CLOSES else "local_close:other"
     if reason.startswith("http_"):
         code = reason[5:]
         return reason if code.isdigit() and int(code) in _HTTP_CODES else "http_other"

@@ -11,6 +11,12 @@ in its own task so a slow handshake never blocks anything.
 
 Why picows: it parses WebSocket frames in C and hands us whole frames in a synchronous callback,
 at a fraction of the per-message cost of pure-Python libraries (docs/decisions.md).
+
+Taps: a :class:`FrameTap` set as :attr:`WsConnection.tap` (or given to the constructor) sees
+every text frame received (the same zero-copy view the session gets, *before* the session), every
+frame sent, and the connection's events (open, close with its reason, failed attempts, state
+changes). It is called synchronously on the loop and must not block: the recorder
+(:mod:`hean.record`) copies the bytes into a buffer that a writer thread compresses.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import picows
 from picows import WSFrame, WSListener, WSMsgType, WSTransport
@@ -34,7 +40,7 @@ from hean.exchange.bybit.protocol.session import Action, Close, Connect, Emit, S
 
 _TEXT = WSMsgType.TEXT
 
-__all__ = ["WsConnection"]
+__all__ = ["FrameTap", "WsConnection"]
 
 log = logging.getLogger("hean.transport")
 
@@ -43,13 +49,49 @@ DEFAULT_MAX_MESSAGE = 8 * 1024 * 1024
 is well under 1 MiB; 8 MiB leaves headroom without letting a hostile peer exhaust memory."""
 
 
+class FrameTap(Protocol):
+    """What a connection reports to an observer (see the module docstring; e.g.
+    :meth:`hean.record.Recorder.tap`). Every method is called on the event loop with the
+    connection's monotonic ``now`` and must return quickly without raising."""
+
+    def received(self, payload: bytes | memoryview, now: float) -> None:
+        """A text frame (``payload`` is valid only during the call: copy what you keep)."""
+
+    def sent(self, payload: bytes, now: float) -> None:
+        """A text frame was written to the socket."""
+
+    def connected(self, url: str, now: float) -> None:
+        """The WebSocket handshake completed."""
+
+    def closed(self, reason: str, code: int | None, now: float) -> None:
+        """The socket closed (``reason`` as the session sees it; ``code`` of a close frame)."""
+
+    def connect_failed(self, reason: str, now: float) -> None:
+        """A connection attempt failed."""
+
+    def state(self, old: str, new: str, reason: str, now: float) -> None:
+        """The connection's lifecycle state changed (e.g. ``live -> backoff``, with why)."""
+
+
 class _Listener(WSListener):
-    __slots__ = ("close_code", "conn", "fragments", "read_now", "receive")
+    __slots__ = (
+        "close_code",
+        "conn",
+        "fragments",
+        "our_close",
+        "read_now",
+        "receive",
+        "server_closed_first",
+    )
 
     def __init__(self, conn: WsConnection) -> None:
         self.conn = conn
         self.receive = conn.session.receive
         self.close_code: int | None = None
+        self.our_close = False
+        """The shell sent a close frame (a session ``Close`` action)."""
+        self.server_closed_first = False
+        """The peer's close frame came before any close frame of ours."""
         self.fragments: bytearray | None = None
         # One `now` per socket read: every frame parsed from one read shares it.
         self.read_now: float | None = None
@@ -61,7 +103,11 @@ class _Listener(WSListener):
         if frame.msg_type is _TEXT and frame.fin:
             # Zero-copy view of picows's read buffer: valid only during this call, which is
             # all decoding needs (every decoded value is a new object).
-            actions = self.receive(frame.get_payload_as_memoryview(), now)
+            payload = frame.get_payload_as_memoryview()
+            tap = self.conn.tap
+            if tap is not None:
+                tap.received(payload, now)
+            actions = self.receive(payload, now)
             if actions:
                 self.conn.run_actions(actions)
         else:
@@ -79,6 +125,7 @@ class _Listener(WSListener):
             code = frame.get_close_code()
             self.close_code = int(code.value)
             if not transport.is_close_frame_sent:
+                self.server_closed_first = True
                 transport.send_close(code)
             transport.disconnect()
         elif msg_type is WSMsgType.TEXT or msg_type is WSMsgType.CONTINUATION:
@@ -96,6 +143,8 @@ class _Listener(WSListener):
                 return
             if frame.fin:
                 payload, self.fragments = bytes(self.fragments), None
+                if conn.tap is not None:
+                    conn.tap.received(payload, now)
                 actions = conn.session.receive(payload, now)
                 if actions:
                     conn.run_actions(actions)
@@ -104,9 +153,39 @@ class _Listener(WSListener):
             log.debug("%s: unexpected binary frame dropped", conn.name)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if transport.is_close_frame_sent and not self.our_close and not self.server_closed_first:
+            # picows itself closed the connection (a frame over max_message_size, a protocol
+            # violation): it says why only through wait_disconnected(), which raises the
+            # error once this call has returned. Awaiting it also retrieves the error, so no
+            # "Future exception was never retrieved" traceback is logged.
+            task = asyncio.get_running_loop().create_task(
+                transport.wait_disconnected(), name=f"hean-closed-{self.conn.name}"
+            )
+            self.conn._closing_tasks.add(task)
+            task.add_done_callback(self._closed_by_picows)
+            return
         code = self.close_code
         reason = f"server_close:{code if code is not None else 1006}"
         self.conn._on_disconnected(self, reason)
+
+    def _closed_by_picows(self, task: asyncio.Task[None]) -> None:
+        conn = self.conn
+        conn._closing_tasks.discard(task)
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, picows.WSProtocolError):
+            code = exc.args[0] if exc.args else None
+            try:
+                what = picows.WSCloseCode(code).name.lower()
+            except ValueError:
+                what = f"code_{code}"
+            detail = exc.args[1] if len(exc.args) > 1 else ""
+            if what == "message_too_big":
+                detail = f"frame over max_message_size={conn.max_message_size} ({detail})"
+        else:
+            what = "protocol_error"
+            detail = "" if exc is None else f"{type(exc).__name__}: {exc}"
+        log.warning("%s: closed by HEAN (%s): %.200s", conn.name, what, detail)
+        conn._on_disconnected(self, f"local_close:{what}")
 
 
 class WsConnection:
@@ -124,6 +203,8 @@ class WsConnection:
         connect_gate: awaited before every connection attempt (first connect and each
             reconnect), outside ``connect_timeout``: e.g. a process-wide connection rate limit.
             Cancelled by ``stop()``; if it raises, the attempt fails with ``connect_gate``.
+        tap: a :class:`FrameTap` that sees every frame and connection event (e.g. a
+            recorder's); can also be set (or cleared) later through :attr:`tap`.
     """
 
     def __init__(
@@ -137,8 +218,10 @@ class WsConnection:
         max_message_size: int = DEFAULT_MAX_MESSAGE,
         ssl_context: ssl.SSLContext | None = None,
         connect_gate: Callable[[], Awaitable[None]] | None = None,
+        tap: FrameTap | None = None,
     ) -> None:
         self.session = session
+        self.tap = tap
         self.connect_gate = connect_gate
         self.name = session.config.name
         self.publish = publish
@@ -155,6 +238,8 @@ class WsConnection:
         self._driver: asyncio.Task[None] | None = None
         self._connect_task: asyncio.Task[None] | None = None
         self._abort_handle: asyncio.TimerHandle | None = None
+        self._closing_tasks: set[asyncio.Task[None]] = set()
+        """Waits for picows's reason of a close it made itself (see ``_Listener``)."""
 
     # -- control ----------------------------------------------------------------------------
 
@@ -189,12 +274,18 @@ class WsConnection:
 
     def run_actions(self, actions: list[Action]) -> None:
         """Carry out what the session asked for."""
+        tap = self.tap
         for action in actions:
             if isinstance(action, Send):
                 transport = self.transport
                 if transport is not None and not transport.is_disconnected:
                     transport.send(WSMsgType.TEXT, action.payload)
+                    if tap is not None:
+                        tap.sent(action.payload, self._monotonic())
             elif isinstance(action, Emit):
+                if tap is not None and action.event_type is EventType.CONNECTION_STATE:
+                    event = action.event
+                    tap.state(event.old.value, event.new.value, event.reason, event.time)
                 self.publish(action.event_type, action.event)
             elif isinstance(action, Connect):
                 self._connect_task = asyncio.get_running_loop().create_task(
@@ -212,6 +303,9 @@ class WsConnection:
             transport.disconnect(graceful=False)
             return
         if not transport.is_close_frame_sent:
+            listener = self._listener
+            if listener is not None:
+                listener.our_close = True
             transport.send_close(picows.WSCloseCode(action.code), action.reason.encode())
         transport.disconnect(graceful=True)
         # A peer that never finishes the close handshake must not keep us waiting.
@@ -269,9 +363,14 @@ class WsConnection:
             self.transport = transport
             assert isinstance(listener, _Listener)
             self._listener = listener
-            self.run_actions(self.session.connected(self._monotonic()))
+            now = self._monotonic()
+            if self.tap is not None:
+                self.tap.connected(url, now)
+            self.run_actions(self.session.connected(now))
             return
         log.warning("%s: cannot connect to %s (%s)", self.name, url, reason)
+        if self.tap is not None:
+            self.tap.connect_failed(reason, self._monotonic())
         self.run_actions(self.session.connect_failed(reason, self._monotonic(), retry_after))
 
     def _ssl_for(self, url: str) -> ssl.SSLContext | None:
@@ -289,7 +388,10 @@ class WsConnection:
         if self._abort_handle is not None:
             self._abort_handle.cancel()
             self._abort_handle = None
-        self.run_actions(self.session.disconnected(reason, self._monotonic()))
+        now = self._monotonic()
+        if self.tap is not None:
+            self.tap.closed(reason, listener.close_code, now)
+        self.run_actions(self.session.disconnected(reason, now))
 
     # -- timers -----------------------------------------------------------------------------
 
