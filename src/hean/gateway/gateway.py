@@ -1,0 +1,721 @@
+"""``Gateway``: one process owns the exchange connections and publishes every event to Redis.
+
+::
+
+    hub = StreamHub(host=...)                        # the in-process consumers keep using it
+    gw = Gateway(hub, "redis://127.0.0.1:6379/0", prefix="hean")
+    await gw.start()
+    await gw.subscribe_tickers(["BTCUSDT"]); await gw.subscribe_orderbook(["BTCUSDT"], 50)
+    gw.add_account(account)                          # account events + the account state
+    ...
+    await gw.close()
+
+The hub's events reach the gateway through an ordinary hub consumer (``inline`` callbacks): each
+is encoded (msgspec msgpack) and queued in the :class:`~hean.gateway.core.Outbox` at once; one
+writer task sends what is queued in pipelined batches (one round trip per batch: ``XADD ...
+MAXLEN ~ N`` per entry, and ``SET`` of the snapshot key after a snapshot entry). The socket reader
+never waits for Redis. While Redis is unreachable the in-process consumers are served as usual,
+the outbox keeps at most ``max_pending`` entries (oldest dropped and counted, the streams
+concerned resnapshot), and the writer reconnects with jittered exponential backoff; after every
+(re)connect every ticker and book stream gets a fresh snapshot (Redis may have restarted empty)
+and a ``lost`` control entry says what could not be published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from hean.core.bus import EventBus, Subscription
+from hean.core.clock import Clock, SystemClock
+from hean.core.events import (
+    AccountSyncEvent,
+    ConnectionStateEvent,
+    EventType,
+    ExecutionEvent,
+    KlineEvent,
+    LiquidationEvent,
+    OrderBookEvent,
+    OrderUpdateEvent,
+    PositionUpdateEvent,
+    ReconciledEvent,
+    SubscriptionEvent,
+    TickEvent,
+    TradeEvent,
+    WalletUpdateEvent,
+)
+from hean.gateway.core import Outbox, Pending, StreamSeq
+from hean.gateway.redis_target import RedisTarget
+from hean.gateway.wire import (
+    BOOK_DELTA,
+    BOOK_INVALID,
+    BOOK_SNAPSHOT,
+    AccountSnapshot,
+    AcctEntry,
+    BookEntry,
+    CtlEntry,
+    KlineEntry,
+    Layout,
+    LiqEntry,
+    SnapRef,
+    TickEntry,
+    TradeEntry,
+    encode,
+)
+from hean.hub.hub import Consumer, StreamHub
+
+__all__ = ["DEFAULT_MAXLEN", "Gateway", "GatewayStats", "backoff_delay"]
+
+log = logging.getLogger("hean.gateway")
+
+DEFAULT_MAXLEN: dict[str, int] = {
+    "tick": 2_000,
+    "book": 2_000,
+    "trade": 2_000,
+    "kline": 500,
+    "liq": 500,
+    "acct": 100_000,
+    "ctl": 1_000,
+}
+"""``MAXLEN ~`` per stream kind (entries kept; Redis trims in whole nodes, so a little more)."""
+
+LINK_DOWN, LINK_CONNECTING, LINK_UP = "down", "connecting", "up"
+
+
+def backoff_delay(attempt: int, first: float, cap: float, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: ``U(0, min(cap, first * 2**attempt))``."""
+    return rng.uniform(0.0, min(cap, first * (2.0 ** min(attempt, 30))))
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStats:
+    link: str
+    """``up``, ``connecting`` or ``down``."""
+    redis: str
+    """The target, password masked."""
+    epoch: int
+    connects: int
+    disconnects: int
+    pending: int
+    written: int
+    overflows: int
+    lost: int
+    rejected: int
+    last_lag: float | None
+    max_lag: float
+    streams: int
+    lengths: dict[str, int]
+    redis_memory: int | None
+    last_error: str
+
+
+class Gateway:
+    """Publishes a :class:`StreamHub`'s events (and accounts) to Redis Streams.
+
+    Args:
+        hub: the hub owning the exchange connections.
+        redis: ``redis://host:port/db`` (``rediss://`` for TLS) or a :class:`RedisTarget`.
+        prefix: key prefix (two gateways on one Redis need two prefixes).
+        snapshot_every: every N-th entry of a ticker or book stream is a snapshot.
+        maxlen: ``MAXLEN ~`` per stream kind (see :data:`DEFAULT_MAXLEN`), or one number for
+            market-data streams.
+        max_pending: entries held while Redis is slow or away (oldest dropped past it).
+        batch: entries per pipelined write.
+        heartbeat: seconds between heartbeat entries (consumers judge the gateway by them).
+        stats_interval: seconds between reads of stream lengths and Redis memory.
+        publish: start with publishing on (``False``: the hub runs, nothing is written).
+    """
+
+    def __init__(
+        self,
+        hub: StreamHub,
+        redis: RedisTarget | str,
+        *,
+        prefix: str = "hean",
+        snapshot_every: int = 100,
+        maxlen: dict[str, int] | int | None = None,
+        max_pending: int = 100_000,
+        batch: int = 2_000,
+        heartbeat: float = 0.5,
+        stats_interval: float = 5.0,
+        backoff_first: float = 0.05,
+        backoff_cap: float = 5.0,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        publish: bool = True,
+        name: str = "gateway",
+    ) -> None:
+        self.hub = hub
+        self.target = redis if isinstance(redis, RedisTarget) else RedisTarget.parse(redis)
+        self.layout = Layout(prefix)
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.rng = rng if rng is not None else random.Random()
+        limits = dict(DEFAULT_MAXLEN)
+        if isinstance(maxlen, int):
+            for k in ("tick", "book", "trade", "kline", "liq"):
+                limits[k] = maxlen
+        elif maxlen:
+            unknown = set(maxlen) - set(limits)
+            if unknown:
+                raise ValueError(f"unknown stream kinds in maxlen: {sorted(unknown)}")
+            limits.update(maxlen)
+        for kind in ("tick", "book"):
+            if limits[kind] < 2 * snapshot_every:
+                raise ValueError(
+                    f"maxlen for {kind} ({limits[kind]}) must be at least twice snapshot_every "
+                    f"({snapshot_every}) so that the latest snapshot is always kept"
+                )
+        self.maxlen = limits
+        self.batch = batch
+        self.heartbeat = heartbeat
+        self.stats_interval = stats_interval
+        self.backoff_first = backoff_first
+        self.backoff_cap = backoff_cap
+        self.publishing = publish
+        self.name = name
+        self.out = Outbox(self.clock.wall_ms(), snapshot_every, max_pending)
+        self.consumer: Consumer = hub.consumer(name)
+        self.link = LINK_DOWN
+        self.connects = 0
+        self.disconnects = 0
+        self.rejected = 0
+        self.last_error = ""
+        self.lengths: dict[str, int] = {}
+        self.redis_memory: int | None = None
+        self._client: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._by_obj: dict[int, StreamSeq] = {}
+        self._sources: dict[str, tuple[str, str, str]] = {}
+        self._conn_states: dict[str, str] = {}
+        self._lost_reported: dict[str, int] = {}
+        self._accounts: dict[str, Any] = {}
+        self._acct_dirty: dict[str, str] = {}
+        self._acct_subs: list[Subscription] = []
+        self._ctl = self.out.stream(self.layout.ctl, "ctl", self.maxlen["ctl"])
+        c = self.consumer
+        c.on_inline(EventType.TICK, self._on_tick, name=f"{name}:tick")
+        c.on_inline(EventType.ORDERBOOK, self._on_book, name=f"{name}:book")
+        c.on_inline(EventType.TRADE, self._on_trade, name=f"{name}:trade")
+        c.on_inline(EventType.KLINE, self._on_kline, name=f"{name}:kline")
+        c.on_inline(EventType.LIQUIDATION, self._on_liq, name=f"{name}:liq")
+        c.on_inline(EventType.CONNECTION_STATE, self._on_state, name=f"{name}:state")
+        c.on_inline(EventType.SUBSCRIPTION, self._on_sub, name=f"{name}:sub")
+
+    # -- topics (the gateway's own consumer holds them) -----------------------------------------
+
+    async def subscribe_tickers(self, symbols: Iterable[str], *, category: str = "linear") -> None:
+        await self.consumer.subscribe_tickers(list(symbols), category=category)
+
+    async def subscribe_orderbook(
+        self, symbols: Iterable[str], depth: int = 50, *, category: str = "linear"
+    ) -> None:
+        await self.consumer.subscribe_orderbook(list(symbols), depth, category=category)
+
+    async def subscribe_trades(self, symbols: Iterable[str], *, category: str = "linear") -> None:
+        await self.consumer.subscribe_trades(list(symbols), category=category)
+
+    async def subscribe_klines(
+        self, symbols: Iterable[str], interval: str | int = "1", *, category: str = "linear"
+    ) -> None:
+        await self.consumer.subscribe_klines(list(symbols), interval, category=category)
+
+    async def subscribe_liquidations(
+        self, symbols: Iterable[str], *, category: str = "linear"
+    ) -> None:
+        await self.consumer.subscribe_liquidations(list(symbols), category=category)
+
+    # -- streams --------------------------------------------------------------------------------
+
+    def _stream(self, kind: str, category: str, topic: str) -> StreamSeq:
+        key = self.layout.md(category, topic)
+        s = self.out.streams.get(key)
+        if s is None:
+            snap = self.layout.snap(category, topic) if kind in ("tick", "book") else None
+            s = self.out.stream(key, kind, self.maxlen[kind], snap)
+            self._sources[key] = (kind, category, topic)
+        return s
+
+    def _kick(self) -> None:
+        self._wake.set()
+
+    # -- hub events (inline, on the socket reader: encode and queue, nothing else) ---------------
+
+    def _on_tick(self, ev: TickEvent) -> None:
+        if not self.publishing:
+            return
+        st = ev.ticker
+        s = self._by_obj.get(id(st))
+        if s is None:
+            s = self._by_obj[id(st)] = self._stream("tick", ev.category, st.topic)
+        out = self.out
+        now = ev.recv_time
+        snap = ev.is_snapshot or out.due_snapshot(s)
+        if snap:
+            fields = st.fields
+        elif st.tracked is None:
+            fields = {k: st.fields[k] for k, t in st.field_times.items() if t == now}
+        else:
+            fields = st.fields
+            snap = True
+        payload = encode(TickEntry(snap, ev.exchange_ts, st.cs, ev.recv_wall_ms, now, fields))
+        out.add(s, payload, snap, now)
+        self._wake.set()
+
+    def _on_book(self, ev: OrderBookEvent) -> None:
+        if not self.publishing:
+            return
+        book = ev.book
+        s = self._by_obj.get(id(book))
+        if s is None:
+            s = self._by_obj[id(book)] = self._stream("book", ev.category, ev.topic)
+        out = self.out
+        if not ev.valid:
+            if s.last_valid:
+                s.last_valid = False
+                why = book.invalid_reason or "invalid"
+                entry = BookEntry(
+                    BOOK_INVALID, ev.exchange_ts, ev.cts, ev.recv_wall_ms, ev.recv_time,
+                    ev.u, ev.seq, [], [], why,
+                )  # fmt: skip
+                out.add(s, encode(entry), False, ev.recv_time)
+                out.want_snapshot(s)
+                self._wake.set()
+            return
+        s.last_valid = True
+        if ev.is_snapshot or out.due_snapshot(s):
+            entry = BookEntry(
+                BOOK_SNAPSHOT, ev.exchange_ts, ev.cts, ev.recv_wall_ms, ev.recv_time,
+                book.u, book.seq, book.bids(), book.asks(),
+            )  # fmt: skip
+            out.add(s, encode(entry), True, ev.recv_time)
+        else:
+            entry = BookEntry(
+                BOOK_DELTA, ev.exchange_ts, ev.cts, ev.recv_wall_ms, ev.recv_time,
+                ev.u, ev.seq, ev.bids, ev.asks,
+            )  # fmt: skip
+            out.add(s, encode(entry), False, ev.recv_time)
+        self._wake.set()
+
+    def _on_trade(self, ev: TradeEvent) -> None:
+        if not self.publishing:
+            return
+        s = self._stream("trade", ev.category, f"publicTrade.{ev.symbol}")
+        entry = TradeEntry(ev.exchange_ts, ev.recv_wall_ms, ev.recv_time, ev.trades, ev.backfilled)
+        self.out.add(s, encode(entry), False, ev.recv_time)
+        self._wake.set()
+
+    def _on_kline(self, ev: KlineEvent) -> None:
+        if not self.publishing:
+            return
+        s = self._stream("kline", ev.category, f"kline.{ev.interval}.{ev.symbol}")
+        entry = KlineEntry(ev.exchange_ts, ev.recv_wall_ms, ev.recv_time, ev.klines, ev.backfilled)
+        self.out.add(s, encode(entry), False, ev.recv_time)
+        self._wake.set()
+
+    def _on_liq(self, ev: LiquidationEvent) -> None:
+        if not self.publishing:
+            return
+        s = self._stream("liq", ev.category, f"allLiquidation.{ev.symbol}")
+        entry = LiqEntry(ev.exchange_ts, ev.recv_wall_ms, ev.recv_time, ev.liquidations)
+        self.out.add(s, encode(entry), False, ev.recv_time)
+        self._wake.set()
+
+    def _control(self, kind: str, data: dict[str, Any]) -> None:
+        now = self.clock.monotonic()
+        entry = CtlEntry(kind, self.clock.wall_ms(), now, data)
+        self.out.add(self._ctl, encode(entry), False, now)
+        self._wake.set()
+
+    def _on_state(self, ev: ConnectionStateEvent) -> None:
+        self._conn_states[ev.connection] = ev.new.value
+        self._control(
+            "state",
+            {
+                "connection": ev.connection,
+                "old": ev.old.value,
+                "new": ev.new.value,
+                "reason": ev.reason,
+            },
+        )
+
+    def _on_sub(self, ev: SubscriptionEvent) -> None:
+        self._control(
+            "sub",
+            {
+                "connection": ev.connection,
+                "topic": ev.topic,
+                "status": ev.status.value,
+                "reason": ev.reason,
+            },
+        )
+
+    def connection_states(self) -> dict[str, str]:
+        """Every hub connection's state (``live``, ``backoff`` ...)."""
+        states = dict(self._conn_states)
+        for ws in self.hub.connections():
+            states[ws.name] = ws.state.value
+        return states
+
+    # -- accounts -------------------------------------------------------------------------------
+
+    def add_account(self, account: Any, bus: EventBus | None = None) -> None:
+        """Publish ``account``'s events (from ``bus``, default ``account.bus``) and its state.
+
+        The account label (``account.name``) names the streams; no key or secret is written.
+        """
+        name = account.name
+        if name in self._accounts:
+            raise ValueError(f"an account named {name!r} is already published")
+        Layout(f"{self.layout.prefix}:{name}")  # the label must be a valid key part
+        self._accounts[name] = account
+        src = bus if bus is not None else account.bus
+        s = self.out.stream(self.layout.acct(name), "acct", self.maxlen["acct"])
+
+        def items(kind: str, ev: Any, values: Any) -> None:
+            entry = AcctEntry(
+                kind,
+                ev.topic,
+                ev.msg_id,
+                ev.creation_time,
+                ev.recv_wall_ms,
+                ev.reconciled,
+                msgspec.Raw(encode(values)),
+            )
+            self._acct(name, s, entry)
+
+        def on_order(ev: OrderUpdateEvent) -> None:
+            items("order", ev, ev.orders)
+
+        def on_exec(ev: ExecutionEvent) -> None:
+            items("fast" if ev.fast else "execution", ev, ev.executions)
+
+        def on_pos(ev: PositionUpdateEvent) -> None:
+            items("position", ev, ev.positions)
+
+        def on_wallet(ev: WalletUpdateEvent) -> None:
+            items("wallet", ev, ev.wallets)
+
+        def on_sync(ev: AccountSyncEvent) -> None:
+            data = {"in_sync": ev.in_sync, "reason": ev.reason}
+            entry = AcctEntry("sync", "", None, self.clock.wall_ms(), self.clock.wall_ms(), False,
+                              msgspec.Raw(encode([])), data)  # fmt: skip
+            self._acct(name, s, entry)
+
+        def on_reconciled(ev: ReconciledEvent) -> None:
+            data = msgspec.structs.asdict(ev)
+            entry = AcctEntry("reconciled", "", None, self.clock.wall_ms(), self.clock.wall_ms(),
+                              False, msgspec.Raw(encode([])), data)  # fmt: skip
+            self._acct(name, s, entry)
+
+        self._acct_subs += [
+            src.subscribe(EventType.ORDER_UPDATE, on_order, name=f"{self.name}:order"),
+            src.subscribe(EventType.EXECUTION, on_exec, name=f"{self.name}:execution"),
+            src.subscribe(EventType.POSITION_UPDATE, on_pos, name=f"{self.name}:position"),
+            src.subscribe(EventType.WALLET_UPDATE, on_wallet, name=f"{self.name}:wallet"),
+            src.subscribe(EventType.ACCOUNT_SYNC, on_sync, name=f"{self.name}:sync"),
+            src.subscribe(EventType.RECONCILED, on_reconciled, name=f"{self.name}:reconciled"),
+        ]
+        self._acct_dirty[name] = ""
+
+    def _acct(self, name: str, s: StreamSeq, entry: AcctEntry) -> None:
+        now = self.clock.monotonic()
+        self._acct_dirty[name] = self.out.add(s, encode(entry), False, now)
+        self._wake.set()
+
+    def _account_snapshot(self, name: str, last_id: str) -> bytes:
+        acct = self._accounts[name]
+        wallet = acct.wallet
+        snap = AccountSnapshot(
+            last_id,
+            bool(acct.in_sync),
+            str(acct.sync_state),
+            list(acct.orders.values()),
+            list(acct.positions.values()),
+            [wallet] if wallet is not None else [],
+            self.clock.wall_ms(),
+        )
+        return encode(snap)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the writer (it connects to Redis in the background; the hub runs regardless)."""
+        if self._task is None:
+            await self.consumer.bus.start()
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"hean-gateway-{self.name}"
+            )
+
+    async def close(self, *, drain: float = 1.0) -> None:
+        """Flush what is queued (for up to ``drain`` seconds), then stop. Idempotent."""
+        if self._closing:
+            return
+        if self._task is not None and self.link == LINK_UP and drain > 0:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + drain
+            while self.out.depth and loop.time() < deadline and self.link == LINK_UP:
+                self._wake.set()
+                await asyncio.sleep(0.01)
+        self._closing = True
+        for sub in self._acct_subs:
+            sub.unsubscribe()
+        self._acct_subs.clear()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.consumer.close()
+        await self._drop_client()
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    # -- the writer -----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        loop = asyncio.get_running_loop()
+        next_hb = loop.time()
+        next_stats = loop.time() + self.stats_interval
+        while not self._closing:
+            if self.link != LINK_UP:
+                if not await self._connect():
+                    delay = backoff_delay(attempt, self.backoff_first, self.backoff_cap, self.rng)
+                    attempt += 1
+                    await asyncio.sleep(delay)
+                    continue
+                attempt = 0
+            now = loop.time()
+            if now >= next_hb:
+                next_hb = now + self.heartbeat
+                self._heartbeat()
+            if not self.out.pending:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, next_hb - loop.time())):
+                        await self._wake.wait()
+            try:
+                while self.out.pending:
+                    batch = self.out.take(self.batch)
+                    await self._write(batch)
+                if loop.time() >= next_stats:
+                    next_stats = loop.time() + self.stats_interval
+                    await self._read_stats()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any Redis or socket failure: down, reconnect
+                self._down(exc)
+
+    async def _connect(self) -> bool:
+        self.link = LINK_CONNECTING
+        await self._drop_client()
+        client = self.target.client()
+        try:
+            await client.ping()
+            if self.connects == 0 and self.out.written == 0:
+                prev = await client.hget(self.layout.meta, "epoch")
+                if prev is not None and int(prev) >= self.out.epoch:
+                    self.out.epoch = int(prev) + 1
+            await client.hset(
+                self.layout.meta,
+                mapping={
+                    "epoch": self.out.epoch,
+                    "name": self.name,
+                    "started_ms": self.out.epoch,
+                    "snapshot_every": self.out.snapshot_every,
+                    "maxlen": msgspec.json.encode(self.maxlen),
+                    "heartbeat": self.heartbeat,
+                },
+            )
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+            self.link = LINK_DOWN
+            err = f"{type(exc).__name__}: {exc}"
+            if err != self.last_error:
+                log.warning("gateway: Redis %s unreachable (%s); retrying", self.target, err)
+            self.last_error = err
+            return False
+        self._client = client
+        self.connects += 1
+        self.link = LINK_UP
+        log.info("gateway: Redis %s up (epoch %d)", self.target, self.out.epoch)
+        self._after_connect()
+        return True
+
+    def _down(self, exc: BaseException) -> None:
+        self.disconnects += 1
+        self.link = LINK_DOWN
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "gateway: Redis %s lost (%s); %d entries held, reconnecting",
+            self.target,
+            self.last_error,
+            self.out.depth,
+        )
+
+    def _after_connect(self) -> None:
+        """Redis may be a fresh one: snapshot every ticker and book, report what was lost."""
+        lost = {
+            s.key: s.lost - self._lost_reported.get(s.key, 0)
+            for s in self.out
+            if s.lost > self._lost_reported.get(s.key, 0)
+        }
+        if lost:
+            for key, n in lost.items():
+                self._lost_reported[key] = self._lost_reported.get(key, 0) + n
+            log.warning(
+                "gateway: %d entries of %d streams could not be published (buffer full)",
+                sum(lost.values()),
+                len(lost),
+            )
+            self._control("lost", {"streams": lost, "overflows": self.out.overflows})
+        self.snapshot_all()
+        for name in self._accounts:
+            self._acct_dirty.setdefault(name, "")
+
+    def snapshot_all(self) -> int:
+        """Queue a snapshot of every ticker and book stream the hub has state for."""
+        n = 0
+        for key, (kind, category, topic) in list(self._sources.items()):
+            s = self.out.streams[key]
+            now = self.clock.monotonic()
+            if kind == "tick":
+                st = self.hub.ticker(topic[8:], category=category)
+                if st is None or not st.has_snapshot:
+                    self.out.want_snapshot(s)
+                    continue
+                entry: Any = TickEntry(
+                    True, st.exchange_ts, st.cs, self.clock.wall_ms(),
+                    st.updated_at or now, st.fields,
+                )  # fmt: skip
+            elif kind == "book":
+                _, depth, symbol = topic.split(".", 2)
+                book = self.hub.orderbook(symbol, int(depth), category=category)
+                if book is None or not book.valid:
+                    self.out.want_snapshot(s)
+                    continue
+                entry = BookEntry(
+                    BOOK_SNAPSHOT, book.exchange_ts or 0, book.cts, self.clock.wall_ms(),
+                    book.recv_time or now, book.u, book.seq, book.bids(), book.asks(),
+                )  # fmt: skip
+            else:
+                continue
+            self.out.add(s, encode(entry), True, now)
+            n += 1
+        self._wake.set()
+        return n
+
+    def _heartbeat(self) -> None:
+        self._control(
+            "hb",
+            {
+                "conns": self.connection_states(),
+                "epoch": self.out.epoch,
+                "pending": self.out.depth,
+                "lost": self.out.lost,
+            },
+        )
+
+    async def _write(self, batch: list[Pending]) -> None:
+        client = self._client
+        if client is None:
+            self.out.fail(batch)
+            raise ConnectionError("no Redis client")
+        pipe = client.pipeline(transaction=False)
+        kinds: list[Pending | None] = []
+        for p in batch:
+            s = p.stream
+            pipe.xadd(s.key, {b"d": p.payload}, id=p.id, maxlen=s.maxlen, approximate=True)
+            kinds.append(p)
+            if p.snapshot and s.snap_key is not None:
+                pipe.set(s.snap_key, encode(SnapRef(p.id, p.payload)))
+                kinds.append(None)
+        dirty = dict(self._acct_dirty)
+        self._acct_dirty.clear()
+        for name, last_id in dirty.items():
+            pipe.set(self.layout.acct_state(name), self._account_snapshot(name, last_id))
+            kinds.append(None)
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except BaseException:
+            self.out.fail(batch)
+            for name, last_id in dirty.items():
+                self._acct_dirty.setdefault(name, last_id)
+            raise
+        now = self.clock.monotonic()
+        for q, res in zip(kinds, results, strict=True):
+            if q is not None and isinstance(res, Exception):
+                p = q
+                self.rejected += 1
+                self.out.reject(p)
+                if self.rejected <= 5 or self.rejected % 1000 == 0:
+                    log.error(
+                        "gateway: Redis refused entry %s of %s: %s (another gateway on prefix "
+                        "%r?) rejected=%d",
+                        p.id,
+                        p.stream.key,
+                        res,
+                        self.layout.prefix,
+                        self.rejected,
+                    )
+        self.out.confirm(batch, now)
+
+    async def _read_stats(self) -> None:
+        client = self._client
+        if client is None:
+            return
+        keys = [s.key for s in self.out]
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.xlen(key)
+        pipe.info("memory")
+        res = await pipe.execute()
+        self.lengths = dict(zip(keys, (int(x) for x in res[:-1]), strict=True))
+        self.redis_memory = int(res[-1].get("used_memory", 0))
+
+    # -- introspection --------------------------------------------------------------------------
+
+    def stats(self) -> GatewayStats:
+        out = self.out
+        return GatewayStats(
+            link=self.link,
+            redis=str(self.target),
+            epoch=out.epoch,
+            connects=self.connects,
+            disconnects=self.disconnects,
+            pending=out.depth,
+            written=out.written,
+            overflows=out.overflows,
+            lost=out.lost,
+            rejected=self.rejected,
+            last_lag=out.last_lag,
+            max_lag=out.max_lag,
+            streams=len(out.streams),
+            lengths=dict(self.lengths),
+            redis_memory=self.redis_memory,
+            last_error=self.last_error,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Gateway {self.layout.prefix!r} redis={self.target} link={self.link}>"

@@ -1,0 +1,14 @@
+"""Remote consumers of a ``hean gateway`` (see ``docs/gateway.md``): the hub's consumer API over
+Redis Streams, and account events through consumer groups. ``redis`` is imported lazily."""
+
+from hean.remote.core import AccountDedup, StreamTracker, Verdict
+from hean.remote.hub import RemoteHub, RemoteHubStats, RemoteLink
+
+__all__ = [
+    "AccountDedup",
+    "RemoteHub",
+    "RemoteHubStats",
+    "RemoteLink",
+    "StreamTracker",
+    "Verdict",
+]
