@@ -63,6 +63,9 @@ from hean.exchange.bybit.state.tickers import TickerState
 from hean.exchange.bybit.transport import DEFAULT_MAX_MESSAGE
 from hean.exchange.bybit.ws_public import (
     BOOK_DEPTHS,
+    BOOK_REPAIR_MAX,
+    BOOK_REPAIR_TIMEOUT,
+    BOOK_RESYNC_INTERVAL,
     KLINE_INTERVALS,
     BybitPublicWebSocket,
     EventSink,
@@ -131,6 +134,15 @@ class ConnectionOptions:
     """A :class:`~hean.exchange.bybit.rest.BybitRestClient`: after a reconnect, trades and
     closed candles missed while down are backfilled over REST (``backfilled=True``, then a
     ``BACKFILL`` event); see :mod:`hean.exchange.bybit.backfill`."""
+    book_resync_interval: float = BOOK_RESYNC_INTERVAL
+    """Minimum seconds between two resubscribes of one order book."""
+    book_repair_timeout: float = BOOK_REPAIR_TIMEOUT
+    """Seconds an invalid book's resubscribe may take to bring a snapshot before it is sent
+    again (doubling up to ``book_repair_max``)."""
+    book_repair_max: float = BOOK_REPAIR_MAX
+    recorder: Any = None
+    """A :class:`hean.record.Recorder` (anything with ``attach(ws)``): every connection the hub
+    opens is recorded (``Recorder.attach(hub)`` sets this)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +350,10 @@ class StreamHub:
     def endpoint_key(self, category: str) -> EndpointKey:
         return EndpointKey("public", self.public_url(category))
 
+    def public_streams(self) -> list[BybitPublicWebSocket]:
+        """Every connection the hub has open (one per endpoint shard)."""
+        return [shard.ws for ep in self._endpoints.values() for shard in ep.shards.values()]
+
     def limiter_for(self, url: str) -> ConnectionRateLimiter:
         return self._limiter if self._limiter is not None else shared_limiter(url)
 
@@ -373,8 +389,13 @@ class StreamHub:
             rng=random.Random(self.rng.random()),
             field_times=opts.field_times,
             rest=opts.rest,
+            book_resync_interval=opts.book_resync_interval,
+            book_repair_timeout=opts.book_repair_timeout,
+            book_repair_max=opts.book_repair_max,
             connect_gate=self._gate_for(ep.key.url, lambda: holder[0]),
         )
+        if opts.recorder is not None:
+            opts.recorder.attach(ws)
         shard = _Shard(shard_id, name, ws, dispatcher)
         holder.append(shard)
         ep.shards[shard_id] = shard
