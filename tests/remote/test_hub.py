@@ -8,6 +8,7 @@ import pytest
 
 from hean.core.events import EventType
 from hean.emulator import Emulator
+from hean.gateway.wire import parse_id
 from tests.gateway.helpers import make_gateway, make_remote, settle, until
 from tests.hub.conftest import emulator
 from tests.redis_server import needs_redis
@@ -53,3 +54,170 @@ async def test_remote_state_equals_the_emulator(emulator: Emulator, redis_url: s
         await remote.close()
         await gw.close()
         await hub.close()
+
+
+def _book_is_truth(remote: Any, emulator: Emulator) -> bool:
+    b = remote.orderbook("BTCUSDT", 50)
+    bids, asks = emulator.book_truth("linear", "BTCUSDT", 50)
+    return b is not None and b.valid and b.bids() == bids and b.asks() == asks
+
+
+@pytest.mark.emulator(auto_tick=False)
+async def test_a_late_consumer_gets_the_current_state_at_once(
+    emulator: Emulator, redis_url: str
+) -> None:
+    hub, gw = make_gateway(emulator, redis_url, snapshot_every=50)
+    remote = make_remote(redis_url)
+    try:
+        await gw.start()
+        await gw.subscribe_tickers(["BTCUSDT"])
+        await gw.subscribe_orderbook(["BTCUSDT"], 50)
+        await until(lambda: hub.orderbook("BTCUSDT", 50) is not None and hub.ticker("BTCUSDT"))
+        await settle(emulator, 30)  # deltas after the first snapshot: the state is a merge
+        await until(lambda: _book_is_truth(hub, emulator) and gw.out.depth == 0)
+        late = remote.consumer("late")
+        got: list[Any] = []
+        late.on_inline(EventType.TICK, got.append)
+        late.on_inline(EventType.ORDERBOOK, got.append)
+        # no new market data from here on: the state must come from Redis alone
+        await late.subscribe_tickers(["BTCUSDT"], wait=2)
+        await late.subscribe_orderbook(["BTCUSDT"], 50, wait=2)
+        await until(lambda: len(got) >= 2)
+        assert remote.ticker("BTCUSDT").fields == emulator.ticker_truth("linear", "BTCUSDT")  # type: ignore[union-attr]
+        assert _book_is_truth(remote, emulator)
+        # a second consumer of the same process gets the state replayed, like the hub's
+        other = remote.consumer("other")
+        seen: list[Any] = []
+        other.on_inline(EventType.ORDERBOOK, seen.append)
+        await other.subscribe_orderbook(["BTCUSDT"], 50)
+        assert seen and seen[0].is_snapshot and other.replays == 1
+    finally:
+        await remote.close()
+        await gw.close()
+        await hub.close()
+
+
+@pytest.mark.emulator(auto_tick=False)
+async def test_a_consumer_paused_past_the_trimmed_history_rebuilds_and_says_so(
+    emulator: Emulator, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import redis.asyncio as aioredis
+
+    hub, gw = make_gateway(emulator, redis_url, snapshot_every=20, maxlen=40)
+    remote = make_remote(redis_url)
+    r = aioredis.Redis.from_url(redis_url)
+    try:
+        await gw.start()
+        await gw.subscribe_orderbook(["BTCUSDT"], 50)
+        await until(lambda: hub.orderbook("BTCUSDT", 50) is not None)
+        c = remote.consumer("slow")
+        notes: list[Any] = []
+        c.on_inline(EventType.SUBSCRIPTION, notes.append)
+        await c.subscribe_orderbook(["BTCUSDT"], 50, wait=2)
+        await until(lambda: _book_is_truth(remote, emulator))
+        remote.pause()
+        await settle(emulator, 500)  # ~250 book messages; Redis keeps ~40-140
+        await until(lambda: gw.out.depth == 0)
+        key = "hean:md:linear:orderbook.50.BTCUSDT"
+        first = (await r.xrange(key, count=1))[0][0].decode()
+        tracker = remote.tracker("orderbook.50.BTCUSDT")
+        assert tracker is not None and (tracker.epoch, tracker.g + 1) < parse_id(first)
+        remote.resume()
+        await until(lambda: _book_is_truth(remote, emulator) and remote.stats().behind_trim)
+        s = remote.stats()
+        assert s.behind_trim == 1 and s.gaps == 1, (s, notes)
+        assert [(n.status, n.reason) for n in notes if n.status == "resync"] == [
+            ("resync", "fell behind the trimmed history")
+        ]
+        assert "fell behind the trimmed history" in caplog.text
+    finally:
+        await r.aclose()
+        await remote.close()
+        await gw.close()
+        await hub.close()
+
+
+@pytest.mark.emulator(auto_tick=False)
+async def test_an_entry_deleted_from_the_stream_is_caught(
+    emulator: Emulator, redis_url: str
+) -> None:
+    import redis.asyncio as aioredis
+
+    hub, gw = make_gateway(emulator, redis_url, snapshot_every=40)
+    r = aioredis.Redis.from_url(redis_url)
+    remote = make_remote(redis_url)
+    key = "hean:md:linear:orderbook.50.BTCUSDT"
+    try:
+        await gw.start()
+        await gw.subscribe_orderbook(["BTCUSDT"], 50)
+        await until(lambda: hub.orderbook("BTCUSDT", 50) is not None)
+        await settle(emulator, 30)
+        await until(lambda: gw.out.depth == 0)
+        # delete a delta after the latest snapshot: a joiner starts at the snapshot and must
+        # notice the hole instead of applying the next delta across it
+        entries = await r.xrange(key)
+        assert len(entries) > 5
+        victim = entries[3][0]
+        assert await r.xdel(key, victim) == 1
+        c = remote.consumer("joiner")
+        books: list[tuple[bool, bool]] = []
+
+        def on_book(ev: Any) -> None:
+            t = remote.tracker("orderbook.50.BTCUSDT")
+            books.append((ev.valid, t is not None and t.synced))
+
+        c.on_inline(EventType.ORDERBOOK, on_book)
+        await c.subscribe_orderbook(["BTCUSDT"], 50, wait=2)
+        await until(lambda: remote.stats().gaps == 1)
+        t = remote.tracker("orderbook.50.BTCUSDT")
+        assert t is not None and t.last_gap is not None
+        assert "-".join(map(str, t.last_gap[0])) == victim.decode()
+        # no event claimed a valid book while the stream was out of sync
+        assert books and not any(valid and not synced for valid, synced in books)
+        await settle(emulator, 100)  # the next periodic snapshot repairs it
+        await until(lambda: _book_is_truth(remote, emulator))
+    finally:
+        await r.aclose()
+        await remote.close()
+        await gw.close()
+        await hub.close()
+
+
+@pytest.mark.emulator(auto_tick=False)
+async def test_pricefeed_and_health_work_unchanged_on_a_remote_hub(
+    emulator: Emulator, redis_url: str
+) -> None:
+    from hean.core.bus import EventBus
+    from hean.health import HealthMonitor
+    from hean.hub import PriceFeed
+
+    hub, gw = make_gateway(emulator, redis_url)
+    bus = EventBus()
+    await bus.start()
+    remote = make_remote(redis_url, bus=bus)
+    health = HealthMonitor(bus, discover=remote.connections, check_interval=0.05)
+    feed = PriceFeed(remote.as_hub(), stale_after=5.0)
+    try:
+        await gw.start()
+        await gw.subscribe_tickers(["BTCUSDT"])
+        await health.start()
+        await feed.track(["BTCUSDT"])
+        await settle(emulator, 5)
+        p = await feed.wait_fresh("BTCUSDT", timeout=5)
+        truth = emulator.ticker_truth("linear", "BTCUSDT")
+        assert p.live and p.last == float(truth["lastPrice"])
+        await until(lambda: health.quality.ws_ok, timeout=5)
+        # the gateway goes away: its heartbeat stops, the price is stale at once, ws_ok false
+        await gw.close()
+        await until(lambda: not health.quality.ws_ok, timeout=5)
+        p2 = feed.price("BTCUSDT")
+        assert p2 is not None and p2.stale and not p2.live
+        ok, doc = health.health()
+        assert not ok and any("remote/linear" in r for r in doc["reasons"])
+    finally:
+        await feed.close()
+        await health.stop()
+        await remote.close()
+        await gw.close()
+        await hub.close()
+        await bus.stop()

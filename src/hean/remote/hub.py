@@ -586,7 +586,7 @@ class RemoteHub:
         for key, reason in list(self._resync.items()):
             rs = self._streams.get(key)
             del self._resync[key]
-            if rs is not None and not rs.tracker.synced:
+            if rs is not None:
                 await self._rebuild(rs, reason)
         streams = {s.key: s.cursor for s in self._streams.values() if s.cursor is not None}
         streams[self.layout.ctl] = self._ctl_cursor
@@ -668,7 +668,8 @@ class RemoteHub:
                     ep.link.name, s.topic, SubscriptionStatus.RESYNC, reason, self.clock.monotonic()
                 ),
             )
-        assert s.snap_key is not None
+        if s.tracker.synced or s.snap_key is None:
+            return  # repaired already (the entry after the hole was a snapshot)
         raw = await client.get(s.snap_key)
         if raw is None:
             return
@@ -677,7 +678,7 @@ class RemoteHub:
         if (epoch, g) < s.tracker.floor:
             return  # older than the hole: the next snapshot in the stream will repair it
         self._entry(s, ref.id.encode(), ref.d, self.clock.monotonic())
-        if s.tracker.synced:
+        if _synced(s):
             s.cursor = ref.id
 
     def _entry(self, s: _Stream, entry_id: bytes, payload: bytes | None, now: float) -> None:
@@ -704,6 +705,9 @@ class RemoteHub:
             self._resync.setdefault(s.key, "entries missing")
             self._invalidate(s, "gap in the gateway sequence")
             return
+        gap = tracker.last_gap
+        if verdict is Verdict.RESYNC and gap is not None and gap[1] == (epoch, g):
+            self._resync.setdefault(s.key, "entries missing")  # a snapshot over a hole: say so
         if verdict is Verdict.GAP:
             log.warning(
                 "remote: %s: %d entries missing before %s (lost)", s.key, tracker.lost, entry_id
@@ -898,6 +902,10 @@ class RemoteHub:
 
     def __repr__(self) -> str:
         return f"<RemoteHub {self.target} prefix={self.layout.prefix!r}>"
+
+
+def _synced(s: _Stream) -> bool:
+    return s.tracker.synced
 
 
 def _conn_category(name: str) -> str:
