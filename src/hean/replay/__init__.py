@@ -3,5 +3,13 @@ clock (:class:`Replay`), or served by the emulator to any client (:mod:`hean.rep
 
 from hean.replay.clock import ReplayClock
 from hean.replay.inprocess import Replay, ReplayConnection, ReplayStats
+from hean.replay.server import ReplayServer, ServerReplayStats
 
-__all__ = ["Replay", "ReplayClock", "ReplayConnection", "ReplayStats"]
+__all__ = [
+    "Replay",
+    "ReplayClock",
+    "ReplayConnection",
+    "ReplayServer",
+    "ReplayStats",
+    "ServerReplayStats",
+]

@@ -1,0 +1,384 @@
+"""Replay into the emulator: a recording served on the emulator's endpoints to any client.
+
+::
+
+    async with ReplayServer(["rec/hean-...-0001.rec.zst"], speed=10.0) as server:
+        url = server.url("linear")            # connect HEAN, pybit, anything
+        await server.done.wait()              # the recording has been played
+
+The emulator (:class:`~hean.emulator.Emulator`, with its market switched off) answers pings,
+subscribes, auth and unsubscribes exactly as it does in ``hean sim``; instead of its simulated
+market, a player sends each recorded data frame (public or private) to the connections
+subscribed to the frame's topic on the same endpoint path, byte for byte, with the recorded
+spacing divided by ``speed`` (``None``: back to back, as fast as each client reads: a client
+whose unsent backlog is over ``max_backlog`` bytes is waited for).
+
+One clock for every file: records of all files are merged by time. Waiting for clients: the
+clock starts when a first client has subscribed (up to ``wait`` seconds); after a replayed
+disconnect, the first frame of each topic the dropped clients had waits (up to ``wait``) for a
+client subscribed to it again, the clock paused meanwhile, so a client that reconnects more
+slowly than the recorded one did still gets every frame with the recorded spacing. Recorded
+disconnects are replayed (with ``disconnects``): when a recorded connection closed, the server
+drops the clients subscribed to its topics (a close frame with the recorded code, or a TCP
+close for 1006 and local reasons), so a client goes through the same reconnect (and reports the
+same gap). A close the recorded client made itself (``disconnect()``) is not replayed.
+
+Trade-stream connections and control frames (pongs, acks) are not replayed: the emulator
+answers those live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import msgspec
+
+from hean.emulator import Emulator, EmulatorConfig
+from hean.emulator.connection import PublicSession
+from hean.emulator.topics import Topic
+from hean.record.reader import RecordingReader, StreamInfo
+
+__all__ = ["ReplayServer", "ServerReplayStats"]
+
+log = logging.getLogger("hean.replay")
+
+
+class _Topic(msgspec.Struct):
+    topic: str | None = None
+
+
+_topic_of = msgspec.json.Decoder(_Topic).decode
+
+
+@dataclass(slots=True)
+class ServerReplayStats:
+    frames: int = 0
+    """Data frames sent (to at least one client)."""
+    deliveries: int = 0
+    """Frames written to clients (a frame sent to two clients counts twice)."""
+    unsubscribed: int = 0
+    """Data frames nobody was subscribed to (skipped)."""
+    waited: float = 0.0
+    """Seconds the clock was paused waiting for clients."""
+    disconnects: int = 0
+    """Clients dropped at recorded disconnects."""
+    streams: int = 0
+    skipped_streams: list[str] = field(default_factory=list)
+    span: float = 0.0
+    """Seconds of recording played."""
+    elapsed: float = 0.0
+    """Seconds the playing took (wall)."""
+    lost: int = 0
+    truncated: list[str] = field(default_factory=list)
+
+
+class _ReplayEmulator(Emulator):
+    """The emulator with its market replaced by the player's frames."""
+
+    def __init__(self, config: EmulatorConfig, symbols: set[str]) -> None:
+        super().__init__(config)
+        self.replay_symbols = symbols
+        self.changed = asyncio.Event()
+
+    def has_symbol(self, category: str, symbol: str) -> bool:
+        return symbol in self.replay_symbols or super().has_symbol(category, symbol)
+
+    def send_initial(self, session: PublicSession, topic: Topic) -> None:
+        """No made-up snapshot: the recording's frames are the data."""
+
+    def subscriptions_changed(
+        self, session: PublicSession, added: Iterable[Topic], removed: Iterable[str]
+    ) -> None:
+        self.changed.set()
+
+    def sessions(self) -> list[PublicSession]:
+        return list(self._sessions.values())
+
+
+class ReplayServer:
+    """Serves recordings on an emulator (see the module docstring).
+
+    Args:
+        paths: recording files.
+        speed: spacing divisor (1 = as recorded, 10 = ten times faster); ``None`` = max.
+        host / port: where to listen (loopback by default; port 0 = any free port).
+        wait: seconds the first frame of a topic waits for a subscribed client.
+        disconnects: replay recorded disconnects (drop the subscribed clients).
+        max_backlog: with ``speed=None``, bytes of unsent backlog per client before waiting.
+        config: emulator settings (host/port/symbols are set from the arguments).
+    """
+
+    def __init__(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        speed: float | None = 1.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        wait: float = 10.0,
+        disconnects: bool = True,
+        max_backlog: int = 1 << 20,
+        config: EmulatorConfig | None = None,
+    ) -> None:
+        if speed is not None and not (math.isfinite(speed) and speed > 0):
+            raise ValueError(f"speed must be a positive number or None (max), got {speed!r}")
+        if not wait >= 0:
+            raise ValueError(f"wait must be >= 0 seconds, got {wait!r}")
+        self.paths = list(paths)
+        self.reader = RecordingReader(self.paths)  # checks the files exist
+        self.speed = speed
+        self.wait = float(wait)
+        self.disconnects = disconnects
+        self.max_backlog = int(max_backlog)
+        base = config if config is not None else EmulatorConfig()
+        cfg = {f.name: getattr(base, f.name) for f in base.__dataclass_fields__.values()}
+        cfg.update(host=host, port=port, auto_tick=False, rest=False)
+        self.emulator = _ReplayEmulator(EmulatorConfig(**cfg), _symbols(self.paths))
+        self.stats = ServerReplayStats()
+        self.done = asyncio.Event()
+        """Set when every record has been played."""
+        self._task: asyncio.Task[None] | None = None
+        self._expected: dict[str, set[str]] = {}
+        """Topics of clients dropped at a replayed disconnect, per path (waited for)."""
+
+    @property
+    def port(self) -> int:
+        return self.emulator.port
+
+    def url(self, category: str) -> str:
+        """``ws://HOST:PORT/v5/public/<category>``, ``.../v5/private`` (see Emulator.url)."""
+        return self.emulator.url(category)
+
+    async def start(self) -> None:
+        await self.emulator.start()
+        self._task = asyncio.get_running_loop().create_task(self._play(), name="hean-replay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self.emulator.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- the player -----------------------------------------------------------------------------
+
+    async def _play(self) -> None:
+        try:
+            await self._play_all()
+        except Exception:
+            log.exception("replay: the player failed")
+        finally:
+            self.done.set()
+
+    async def _play_all(self) -> None:
+        loop = asyncio.get_running_loop()
+        stats = self.stats
+        emu = self.emulator
+        speed = self.speed
+        started = loop.time()
+        base_t: int | None = None
+        base_at = started
+        first_t = last_t = 0
+        started_clients = False
+        topics_of: dict[str, set[str]] = {}
+        known: set[str] = set()
+        stopping: set[str] = set()
+        for record, info in self.reader:
+            if info is None:
+                continue
+            if info.key not in known:
+                known.add(info.key)
+                if info.endpoint == "trade":
+                    stats.skipped_streams.append(info.name)
+                else:
+                    stats.streams += 1
+            if info.endpoint == "trade":
+                continue
+            kind = record.kind
+            if kind == "connected":
+                topics_of[info.key] = set()
+                continue
+            if kind == "state":
+                if b'"new":"stopping"' in record.payload:
+                    stopping.add(info.key)  # the client closed it: nothing to replay
+                continue
+            if kind == "closed" and info.key in stopping:
+                continue
+            if kind == "closed":
+                if base_t is not None and speed is not None:
+                    await _sleep_until(loop, base_at + (record.t - base_t) / 1e9 / speed)
+                if self.disconnects:
+                    self._drop(info, topics_of.get(info.key, set()), record.json())
+                continue
+            if kind != "recv":
+                continue
+            try:
+                topic = _topic_of(record.payload).topic
+            except msgspec.DecodeError:
+                continue
+            if topic is None:
+                continue
+            if base_t is None:
+                base_t, base_at, first_t = record.t, loop.time(), record.t
+            last_t = record.t
+            path = _path(info.url)
+            topics_of.setdefault(info.key, set()).add(topic)
+            targets = self._targets(path, topic)
+            back = self._expected.get(path)
+            if not started_clients or (not targets and back and topic in back):
+                # the start: wait for a first client; after a replayed disconnect: for the
+                # clients that were subscribed to come back (the clock pauses meanwhile)
+                waited = await self._wait_for(path, topic if started_clients else None)
+                started_clients = True
+                if back:
+                    back.discard(topic)
+                base_at += waited
+                stats.waited += waited
+                targets = self._targets(path, topic)
+            if speed is not None:
+                await _sleep_until(loop, base_at + (record.t - base_t) / 1e9 / speed)
+            if not targets:
+                targets = self._targets(path, topic)
+            if not targets:
+                stats.unsubscribed += 1
+                continue
+            stats.frames += 1
+            for session in targets:
+                if speed is None:
+                    await self._backpressure(session)
+                if session.send_raw(record.payload):
+                    stats.deliveries += 1
+                    emu_info = session.info
+                    if emu_info is not None:
+                        counts = emu_info.sent_by_topic
+                        counts[topic] = counts.get(topic, 0) + 1
+            if speed is None and stats.frames % 256 == 0:
+                await asyncio.sleep(0)
+        del emu
+        stats.span = (last_t - first_t) / 1e9
+        stats.elapsed = loop.time() - started
+        stats.lost = self.reader.lost
+        stats.truncated = list(self.reader.truncated)
+        log.info(
+            "replay: played %d frames (%.3fs recorded) in %.3fs",
+            stats.frames,
+            stats.span,
+            stats.elapsed,
+        )
+
+    def _targets(self, path: str, topic: str) -> list[PublicSession]:
+        out = []
+        for session in self.emulator.sessions():
+            info = session.info
+            if (
+                info is not None
+                and not session.closing
+                and topic in info.subscriptions
+                and info.path.split("?", 1)[0] == path
+            ):
+                out.append(session)
+        return out
+
+    def _any_subscriber(self) -> bool:
+        return any(s.info is not None and s.info.subscriptions for s in self.emulator.sessions())
+
+    async def _wait_for(self, path: str, topic: str | None) -> float:
+        """Wait up to ``wait`` for a client subscribed to ``topic`` on ``path`` (``None``: for
+        any subscribed client); returns the seconds waited."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        end = start + self.wait
+        changed = self.emulator.changed
+
+        def ready() -> bool:
+            return self._any_subscriber() if topic is None else bool(self._targets(path, topic))
+
+        while not ready():
+            remaining = end - loop.time()
+            if remaining <= 0:
+                break
+            changed.clear()
+            try:
+                # public subscribes signal at once; private ones are polled
+                await asyncio.wait_for(changed.wait(), min(remaining, 0.005))
+            except TimeoutError:
+                pass
+        return loop.time() - start
+
+    async def _backpressure(self, session: PublicSession) -> None:
+        transport = session.transport
+        if transport is None:
+            return
+        # picows has no drain event: poll the socket's backlog every millisecond
+        for _ in range(int(60 / 0.001)):
+            if (
+                session.closing
+                or transport.underlying_transport.get_write_buffer_size() <= self.max_backlog
+            ):
+                return
+            await asyncio.sleep(0.001)
+
+    def _drop(self, info: StreamInfo, topics: set[str], event: dict[str, Any]) -> None:
+        path = _path(info.url)
+        code = event.get("code")
+        for session in self.emulator.sessions():
+            sinfo = session.info
+            if sinfo is None or session.closing or sinfo.path.split("?", 1)[0] != path:
+                continue
+            if topics and not (topics & sinfo.subscriptions):
+                continue
+            self.stats.disconnects += 1
+            self._expected.setdefault(path, set()).update(sinfo.subscriptions)
+            if isinstance(code, int) and (code == 1000 or 3000 <= code <= 4999):
+                session.close(code, "replayed disconnect")
+            else:
+                session.abort("replayed disconnect")
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, at: float) -> None:
+    delay = at - loop.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+def _path(url: str) -> str:
+    return urllib.parse.urlsplit(url).path or "/"
+
+
+def _symbols(paths: list[Any]) -> set[str]:
+    """Symbols named by the recorded public topics (the emulator accepts subscribes to them)."""
+    out: set[str] = set()
+    for record, info in RecordingReader(paths):
+        if info is None or record.kind != "send" or b"subscribe" not in record.payload:
+            continue
+        try:
+            msg = msgspec.json.decode(record.payload)
+        except msgspec.DecodeError:
+            continue
+        args = msg.get("args") if isinstance(msg, dict) else None
+        if isinstance(args, list):
+            out.update(str(a).rsplit(".", 1)[-1] for a in args)
+    return out
