@@ -404,7 +404,45 @@ def build_parser() -> argparse.ArgumentParser:
     from hean.cli.sim import add_account_arguments
 
     add_account_arguments(sim)
+    _add_record_parsers(sub)
     return parser
+
+
+def _speed(text: str) -> float | None:
+    if text.strip().lower() == "max":
+        return None
+    return _positive_float(text)
+
+
+def _megabytes(text: str) -> int:
+    return max(1, int(_positive_float(text) * (1 << 20)))
+
+
+def _add_record_parsers(sub: Any) -> None:
+    from hean.cli.record import add_record_arguments, add_replay_arguments
+
+    rec = sub.add_parser(
+        "record",
+        help="record a session (raw frames and connection events) to zstd files",
+        description=(
+            "Record every frame received and sent and every connection event into rotating "
+            "zstd-compressed files (format: docs/recording.md). Exit code 0 when nothing was "
+            "lost, 1 when frames were lost (disk full, write errors), 2 when it cannot start."
+        ),
+    )
+    add_record_arguments(rec, url=_url, symbols=_symbols, seconds=_non_negative_float,
+                         positive=_positive_float, megabytes=_megabytes)  # fmt: skip
+    rep = sub.add_parser(
+        "replay",
+        help="serve recordings on the emulator's endpoints for any client",
+        description=(
+            "Serve recordings (hean record) on the emulator's endpoints: any client (HEAN, "
+            "pybit ...) connects, subscribes and receives the recorded frames of its topics "
+            "with the recorded spacing divided by --speed; pings are answered. Several files "
+            "replay on one clock."
+        ),
+    )
+    add_replay_arguments(rep, speed=_speed, port=_port, seconds=_non_negative_float)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -518,6 +556,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(lambda stop: run_sim(sim_opts, stop_event=stop))
         except ValueError as exc:
             parser.error(str(exc))
+    if args.command in ("record", "replay"):
+        from hean.cli.record import run_command
+
+        return _run(lambda stop: run_command(args, parser, stop))
     parser.error(f"unknown command {args.command!r}")
 
 
