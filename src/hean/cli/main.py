@@ -1,4 +1,5 @@
-"""The ``hean`` command: ``hean monitor``, ``hean serve``, ``hean account`` and ``hean sim``."""
+"""The ``hean`` command: ``hean monitor``, ``hean serve``, ``hean account``, ``hean sim`` and
+``hean gateway``."""
 
 from __future__ import annotations
 
@@ -405,6 +406,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_account_arguments(sim)
     _add_record_parsers(sub)
+    gw = sub.add_parser(
+        "gateway",
+        help="own the exchange connections and publish every event to Redis Streams",
+        description=(
+            "Run the exchange connections once (StreamHub) and publish tickers, books, trades, "
+            "klines, liquidations and the account to Redis Streams for remote consumers "
+            "(hean.remote.RemoteHub). See docs/gateway.md."
+        ),
+    )
+    from hean.cli.gateway import add_arguments as add_gateway_arguments
+
+    add_gateway_arguments(
+        gw,
+        {
+            "ws_url": _url,
+            "categories": CATEGORIES,
+            "symbols": _symbols,
+            "non_negative": _non_negative_float,
+            "positive": _positive_float,
+        },
+    )
+    _add_http_options(gw, 9181)
     return parser
 
 
@@ -556,6 +579,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(lambda stop: run_sim(sim_opts, stop_event=stop))
         except ValueError as exc:
             parser.error(str(exc))
+    if args.command == "gateway":
+        from hean.cli.gateway import options_from_args, run_gateway
+
+        gw_opts = options_from_args(args, parser)
+        return _run(lambda stop: run_gateway(gw_opts, stop_event=stop))
     if args.command in ("record", "replay"):
         from hean.cli.record import run_command
 
