@@ -1,0 +1,165 @@
+"""Account events through a gateway: consumer groups, redelivery after a crash, de-duplication
+within a process, and the account mirror."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hean.core.bus import EventBus
+from hean.core.events import AccountSyncEvent, EventType, ExecutionEvent, OrderUpdateEvent
+from hean.exchange.bybit.state.private import Execution, Order
+from hean.gateway import Gateway
+from hean.hub import StreamHub
+from hean.remote.account import AccountEvents, AccountMirror
+from tests.gateway.helpers import until
+from tests.redis_server import needs_redis
+
+pytestmark = needs_redis
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Book:
+    """The account as the gateway reads it (a real Account has these; here: plain fields)."""
+
+    def __init__(self) -> None:
+        self.name = "account"
+        self.orders: dict[str, Order] = {}
+        self.positions: dict[Any, Any] = {}
+        self.wallet = None
+        self.in_sync = True
+        self.sync_state = "in_sync"
+
+
+def execution(bus: EventBus, *ids: str) -> None:
+    execs = [Execution(exec_id=i, symbol="BTCUSDT", order_id="o1") for i in ids]
+    bus.publish(
+        EventType.EXECUTION,
+        ExecutionEvent("private", "execution", False, execs, "m", 1, time.monotonic(), 1),
+    )
+
+
+async def setup(redis_url: str) -> tuple[StreamHub, Gateway, EventBus, Book]:
+    hub = StreamHub(host="ws://127.0.0.1:1")
+    gw = Gateway(hub, redis_url, heartbeat=0.1)
+    bus = EventBus()
+    await bus.start()
+    acct = Book()
+    gw.add_account(acct, bus)
+    await gw.start()
+    await until(lambda: gw.link == "up")
+    return hub, gw, bus, acct
+
+
+@pytest.mark.timeout(60)
+async def test_a_consumer_killed_before_acknowledging_gets_the_event_again(
+    redis_url: str, tmp_path: Path
+) -> None:
+    hub, gw, bus, _ = await setup(redis_url)
+    log, marker = tmp_path / "log", tmp_path / "marker"
+
+    async def spawn() -> asyncio.subprocess.Process:
+        p = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.remote.account_proc", redis_url, str(log), str(marker),
+            stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+        )  # fmt: skip
+        assert p.stdout is not None
+        assert (await asyncio.wait_for(p.stdout.readline(), 30)).strip() == b"ready"
+        return p
+
+    def seen() -> list[tuple[str, str]]:
+        if not log.exists():
+            return []
+        return [tuple(line.split()) for line in log.read_text().splitlines()]  # type: ignore[misc]
+
+    p1 = await spawn()
+    try:
+        execution(bus, "a1")
+        execution(bus, "a1")  # the same fill published twice: handled once
+        execution(bus, "crash")
+        assert await asyncio.wait_for(p1.wait(), 20) == 3  # died in the handler
+        execution(bus, "a2")  # published while no consumer runs
+        p2 = await spawn()
+        await until(lambda: [e for _, e in seen()][-1:] == ["a2"], timeout=20)
+        rows = seen()
+        pids = {pid for pid, _ in rows}
+        assert len(pids) == 2
+        first, second = sorted(pids, key=lambda pid: [p for p, _ in rows].index(pid))
+        assert [e for p, e in rows if p == first] == ["a1", "crash"]
+        # redelivered after the restart; a1 was acknowledged and is not seen again
+        assert [e for p, e in rows if p == second] == ["crash", "a2"]
+        import redis.asyncio as aioredis
+
+        r = aioredis.Redis.from_url(redis_url)
+        pending = await r.xpending("hean:acct:account", "risk")
+        assert pending["pending"] == 0  # everything acknowledged in the end
+        await r.aclose()
+        p2.kill()
+        await p2.wait()
+    finally:
+        for p in (p1,):
+            if p.returncode is None:
+                p.kill()
+                await p.wait()
+        await gw.close()
+        await hub.close()
+        await bus.stop()
+
+
+async def test_each_service_sees_every_event_and_duplicates_are_dropped_in_process(
+    redis_url: str,
+) -> None:
+    hub, gw, bus, _ = await setup(redis_url)
+    got: dict[str, list[str]] = {"risk": [], "router": []}
+    readers = []
+    try:
+        for service in got:
+            ev = AccountEvents(redis_url, service=service, consumer="c1", block_ms=20)
+            ev.on(
+                EventType.EXECUTION,
+                lambda e, s=service: got[s].extend(x.exec_id for x in e.executions),
+            )
+            await ev.start()
+            readers.append(ev)
+        execution(bus, "x1", "x2")
+        execution(bus, "x2")  # duplicate by execId
+        execution(bus, "x3")
+        await until(lambda: all(len(v) == 3 for v in got.values()))
+        await asyncio.sleep(0.1)
+        assert got == {"risk": ["x1", "x2", "x3"], "router": ["x1", "x2", "x3"]}
+        assert all(r.acked == 3 and r.dedup.duplicates == 1 for r in readers)
+    finally:
+        for r in readers:
+            await r.close()
+        await gw.close()
+        await hub.close()
+        await bus.stop()
+
+
+async def test_the_mirror_follows_the_gateways_account(redis_url: str) -> None:
+    hub, gw, bus, acct = await setup(redis_url)
+    mirror = AccountMirror(redis_url, block_ms=20)
+    try:
+        o1 = Order(order_id="o1", symbol="BTCUSDT", order_status="New", updated_time="1")
+        acct.orders["o1"] = o1
+        bus.publish(EventType.ORDER_UPDATE, OrderUpdateEvent("p", "order", [o1], "m", 1, 0.0, 1))
+        await until(lambda: gw.out.depth == 0)
+        await mirror.start()  # starts from the state key
+        await until(lambda: "o1" in mirror.orders)
+        o2 = Order(order_id="o2", symbol="BTCUSDT", order_status="New", updated_time="2")
+        done = Order(order_id="o1", symbol="BTCUSDT", order_status="Filled", updated_time="3")
+        bus.publish(
+            EventType.ORDER_UPDATE, OrderUpdateEvent("p", "order", [o2, done], "m", 2, 0.0, 2)
+        )
+        bus.publish(EventType.ACCOUNT_SYNC, AccountSyncEvent("account", False, "gap", 0.0))
+        await until(lambda: set(mirror.orders) == {"o2"} and not mirror.in_sync)
+    finally:
+        await mirror.close()
+        await gw.close()
+        await hub.close()
+        await bus.stop()
