@@ -277,7 +277,14 @@ async def test_rejected_subscription_and_auth_failure_are_reasons(h: Harness) ->
     assert h.health.quality.reasons == (
         "subscription tickers.NOPE rejected (error:handler not found,topic:tickers.NOPE)",
     )
-    assert h.health.staleness.get("public/linear", "tickers.NOPE") is None  # not watched
+    # still watched (issue 13): it receives nothing, so it goes stale with the server's reason
+    nope = h.health.staleness.get("public/linear", "tickers.NOPE")
+    assert nope is not None and nope.rejected and not nope.stale
+    h.advance(5.0, symbols=["BTCUSDT"])
+    doc = h.health.health()[1]["topics"]["public/linear"]["tickers.NOPE"]
+    assert doc["stage"] == "stale" and doc["stale"] and not doc["received"]
+    assert doc["reason"].startswith("subscription rejected: error:handler not found")
+    assert doc["age_s"] == pytest.approx(5.3, abs=0.15)
     h.bus.publish(
         EventType.AUTH,
         AuthEvent("public/linear", False, "bad_signature", "the signature is wrong", 10004,
@@ -400,3 +407,32 @@ def test_assess_and_execution_quality_publish_on_change_only() -> None:
     assert [e.ws_ok for _, e in published] == [True, False, False]
     assert all(t is EventType.EXECUTION_QUALITY for t, _ in published)
     assert q.as_dict(10.0)["for_s"] == 1.0 and q.changes == 3
+
+
+async def test_rows_escalate_while_the_connection_is_down(h: Harness) -> None:
+    """Issue 13, item 1: the venue is gone: /health must not call the topics fresh; their age
+    keeps growing, they go stale then down, and the reason names the connection's backoff."""
+    h.go_live()
+    h.subscribe([f"tickers.{s}" for s in SYMBOLS])
+    h.advance(1.0)
+    h.drop("server_close:1006")
+    for _ in range(20):
+        h.clock.advance(1.0)
+        h.health.step()
+    ok, doc = h.health.health()
+    assert not ok and doc["status"] == "down"
+    for symbol in SYMBOLS:
+        t = doc["topics"]["public/linear"][f"tickers.{symbol}"]
+        assert t["stage"] == "stale" and t["stale"] is True
+        assert t["age_s"] == pytest.approx(20.0, abs=0.2)
+        assert t["reason"].startswith("connection backoff: retry in ")
+        assert "(server_close:1006)" in t["reason"]
+    conn = doc["connections"]["public/linear"]
+    assert conn["detail"].startswith("backoff")
+    for _ in range(60):
+        h.clock.advance(1.0)
+        h.health.step()
+    t = h.health.health()[1]["topics"]["public/linear"]["tickers.BTCUSDT"]
+    assert t["stage"] == "down" and t["age_s"] == pytest.approx(80.0, abs=0.2)
+    events = h.events[EventType.STALENESS]
+    assert [e.status for e in events if e.symbol == "BTCUSDT"] == ["stale", "down"]

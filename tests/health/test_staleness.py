@@ -167,20 +167,70 @@ def test_escalation_resubscribe_then_recycle_then_down() -> None:
     assert w.stage is Stage.FRESH and other.stage is Stage.DOWN
 
 
-def test_nothing_is_judged_while_the_connection_is_down_and_silence_counts_from_live() -> None:
+def test_a_topic_on_a_dead_connection_goes_stale_then_down_without_actions() -> None:
+    """Issue 13, item 1: while the connection is down its topics' age grows and escalates
+    (stale, then down), reported once each; nothing is asked of the dead connection. Live
+    again, the resubscribe is owed after a full threshold of silence on the new connection."""
     clock = ManualClock()
-    mon = StalenessMonitor(StalenessPolicy())
+    mon = StalenessMonitor(StalenessPolicy(recycle_after=10.0, down_after=20.0))
+    mon.connection_state(CONN, True, clock.monotonic())
+    w = mon.watch(CONN, "tickers.BTCUSDT", clock.monotonic())
+    never = mon.watch(CONN, "tickers.ETHUSDT", clock.monotonic())
+    mon.observe(w, clock.monotonic())
+    mon.connection_state(CONN, False, None)
+    clock.advance(4.9)
+    assert mon.check(clock.monotonic()) == []
+    clock.advance(0.2)
+    actions = mon.check(clock.monotonic())
+    assert sorted(a.event.topic for a in actions if isinstance(a, Report)) == [
+        "tickers.BTCUSDT",
+        "tickers.ETHUSDT",
+    ]
+    assert all(isinstance(a, Report) for a in actions)  # no resubscribe on a dead link
+    assert w.stage is Stage.STALE and w.stale and never.stage is Stage.STALE
+    assert w.silence(clock.monotonic()) == pytest.approx(5.1)
+    assert never.last_update is None and never.silence(clock.monotonic()) == pytest.approx(5.1)
+    steps: list[StaleAction] = []
+    for _ in range(128):  # 32 s more, still down: down after recycle_after + down_after
+        clock.advance(0.25)
+        steps += mon.check(clock.monotonic())
+    assert reports(steps) == [(StaleStatus.DOWN, None), (StaleStatus.DOWN, None)]
+    assert w.stage is Stage.DOWN and w.silence(clock.monotonic()) == pytest.approx(37.1)
+    # live again: the reconnect resubscribed everything; a recovery ends the episode
+    mon.connection_state(CONN, True, clock.monotonic())
+    clock.advance(1.0)
+    assert mon.check(clock.monotonic()) == []
+    back = mon.observe(w, clock.monotonic())
+    assert back is not None and reports(back) == [(StaleStatus.RECOVERED, None)]
+
+
+def test_an_offline_episode_resubscribes_once_live_and_still_silent() -> None:
+    clock = ManualClock()
+    mon = StalenessMonitor(StalenessPolicy(recycle_after=10.0, down_after=60.0))
     w = mon.watch(CONN, "tickers.BTCUSDT", clock.monotonic())
     mon.connection_state(CONN, False, None)
-    clock.advance(100.0)
-    assert mon.check(clock.monotonic()) == []
-    # Live again: the silence counts from now, not from the last message long ago.
+    clock.advance(6.0)
+    assert reports(mon.check(clock.monotonic())) == [(StaleStatus.STALE, None)]
     mon.connection_state(CONN, True, clock.monotonic())
     clock.advance(4.9)
     assert mon.check(clock.monotonic()) == []
     clock.advance(0.2)
-    assert reports(mon.check(clock.monotonic())) == [(StaleStatus.STALE, None)]
-    assert w.last_update is None  # never had data: the age shown is the silence since live
+    assert mon.check(clock.monotonic()) == [Resubscribe(CONN, "tickers.BTCUSDT", "stale 5.1s")]
+    assert w.stage is Stage.STALE and w.episodes == 1  # the same episode, logged once
+    clock.advance(10.0)
+    assert isinstance(mon.check(clock.monotonic())[-1], Recycle)
+
+
+def test_a_rejected_topic_goes_stale_without_resubscribes() -> None:
+    clock = ManualClock()
+    mon = StalenessMonitor(StalenessPolicy())
+    mon.connection_state(CONN, True, clock.monotonic())
+    w = mon.watch(CONN, "tickers.NOPEUSDT", clock.monotonic())
+    w.rejected = "invalid symbol"
+    clock.advance(5.5)
+    actions = mon.check(clock.monotonic())
+    assert reports(actions) == [(StaleStatus.STALE, None)] and len(actions) == 1
+    assert w.stale and w.stage is Stage.STALE
 
 
 def test_thresholds_none_are_never_judged_and_unwatch_forgets() -> None:

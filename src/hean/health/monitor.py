@@ -413,14 +413,20 @@ class HealthMonitor:
             mon.connection_state(feed.name, live, session.stats.live_since)
             wanted = session.subscriptions.topics
             for topic, st in wanted.items():
-                if st is TopicStatus.REJECTED:
-                    continue
-                status.rejected.pop(topic, None)
+                if st is not TopicStatus.REJECTED:
+                    status.rejected.pop(topic, None)
                 if topic_kind(topic) in WATCHED_KINDS and mon.get(feed.name, topic) is None:
                     self._add_watch(status, topic, now)
             for w in [w for w in mon if w.connection == feed.name]:
-                if wanted.get(w.topic, TopicStatus.REJECTED) is TopicStatus.REJECTED:
+                now_status = wanted.get(w.topic)
+                if now_status is None:
                     self._unwatch(feed, w)
+                elif now_status is TopicStatus.REJECTED:
+                    # still watched (issue 13): a refused topic receives nothing, and its row
+                    # must say so (stale, then down, with the server's reason)
+                    w.rejected = status.rejected.get(w.topic) or "rejected"
+                else:
+                    w.rejected = ""
         self._misses.clear()
 
     def _unwatch(self, feed: Feed, w: TopicWatch) -> None:
@@ -688,6 +694,7 @@ class HealthMonitor:
             "connects": stats.connects,
             "reconnects": stats.reconnects,
             "last_disconnect_reason": stats.last_disconnect_reason,
+            "detail": connection_reason(session, now),
             "circuit_breaker": session.breaker.state.value,
             "auth": status.auth_state,
             "ping_rtt_ms": None if hb.rtt is None else round(hb.rtt * 1e3, 3),
@@ -738,19 +745,41 @@ class HealthMonitor:
         }
 
     def _topic_doc(self, w: TopicWatch, now: float) -> dict[str, Any]:
-        age = w.age(now)
         return {
             "connection": w.connection,
             "symbol": w.symbol,
             "kind": w.kind,
-            "age_s": None if age is None else round(age, 3),
+            "age_s": round(w.silence(now), 3),
+            "received": w.last_update is not None,
             "threshold_s": w.threshold,
             "stale": w.stale,
             "stage": w.stage.value,
+            "reason": self._topic_reason(w, now),
             "stale_fields": sorted(w.field_episodes),
             "required": w.required,
             "messages": w.messages,
         }
+
+    def _topic_reason(self, w: TopicWatch, now: float) -> str:
+        """Why ``w`` is not fresh, in words (empty when it is fresh and receiving)."""
+        if w.rejected:
+            return f"subscription rejected: {w.rejected}"
+        status = self.feeds.get(w.connection)
+        if status is not None and status.feed.session.state is not ConnectionState.LIVE:
+            return f"connection {connection_reason(status.feed.session, now)}"
+        if w.kind == "orderbook" and w.book_valid is False:
+            return f"book invalid: {w.book_reason or 'invalid'}"
+        silence = w.silence(now)
+        if w.stage is not Stage.FRESH:
+            steps = {Stage.STALE: "resubscribed", Stage.RECYCLED: "connection recycled",
+                     Stage.DOWN: "feed down"}  # fmt: skip
+            never = "" if w.last_update is not None else ", never received"
+            return f"no update for {silence:.1f}s{never} ({steps.get(w.stage, w.stage.value)})"
+        if w.field_episodes:
+            return ", ".join(f"{n} frozen" for n in sorted(w.field_episodes))
+        if w.last_update is None:
+            return "waiting for the first update"
+        return ""
 
     def health(self, now: float | None = None) -> tuple[bool, dict[str, Any]]:
         """``(ok, document)`` for ``/health``: ok is ``quality.ws_ok``.
@@ -806,6 +835,31 @@ class HealthMonitor:
         doc["uptime_s"] = round(now - self.started_at, 3)
         doc["check_interval_s"] = self.check_interval
         return doc
+
+
+def connection_reason(session: Session, now: float) -> str:
+    """A connection's state in words, with what it waits for: ``live``, ``backoff: retry in
+    3.2s (heartbeat_timeout)``, ``circuit open: next try in 41s``, ``authentication failed
+    (bad_key)``, ``connecting`` ..."""
+    state = session.state
+    last = session.stats.last_disconnect_reason
+    if state is ConnectionState.LIVE:
+        return "live"
+    breaker = session.breaker
+    if breaker.state is BreakerState.OPEN:
+        cooldown = max(0.0, breaker.retry_at - now)
+        return f"circuit open: next try in {cooldown:.0f}s" + (f" ({last})" if last else "")
+    if state is ConnectionState.BACKOFF:
+        at = session.reconnect_at
+        retry = "" if at is None else f": retry in {max(0.0, at - now):.1f}s"
+        return f"backoff{retry}" + (f" ({last})" if last else "")
+    if state.value == "auth_failed":
+        failure = session.last_auth_failure
+        why = failure.message if failure is not None else last
+        return "authentication failed" + (f": {why}" if why else "")
+    if state is ConnectionState.CONNECTING and last:
+        return f"connecting (last failure: {last})"
+    return state.value
 
 
 def _category(feed: Feed) -> str:

@@ -69,6 +69,8 @@ def assess(connections: Iterable[ConnectionView], watches: Iterable[TopicWatch])
             continue
         if w.connection in live_since and live_since[w.connection] is None:
             continue  # the connection's own reason covers it
+        if w.rejected:
+            continue  # the rejection is its own reason
         since = live_since.get(w.connection)
         if w.stage is Stage.FRESH:
             if w.last_update is None or (since is not None and w.last_update < since):

@@ -21,9 +21,13 @@ topic resubscribed once, reported until the field changes again).
 
 The monitor reads no clock and does no I/O. It is fed observations with ``now`` and returns
 :data:`StaleAction` values for its driver (:class:`hean.health.HealthMonitor`) to carry out.
-The silence of a topic is counted from its last update, but never from earlier than the moment
-its connection last became live (or it was first watched), and nothing is judged while the
-connection is not live: a dead connection is the connection's problem, reported as such.
+Age and stage never lie about a topic that receives nothing, whatever the reason (issue 13):
+while its connection is not live, or its subscription was rejected, a topic's silence (from its
+last update, or from when it was first watched) still grows and is judged: it goes *stale* and
+then *down* on the same thresholds, reported and logged once, but nothing is asked of the
+connection (no resubscribe or recycle on a dead link or a refused topic). Once the connection is
+live again, escalation by action resumes, with the silence counted from the moment it became
+live: the reconnect resubscribed everything, so the next resubscribe waits a full threshold.
 """
 
 from __future__ import annotations
@@ -251,6 +255,12 @@ class TopicWatch:
     ticker: Any = None
     """The merged ticker (``TickerState``) of a ``tickers`` topic, for per-field checks."""
     field_episodes: dict[str, FieldEpisode] = field(default_factory=dict)
+    rejected: str = ""
+    """The exchange refused this topic's subscription (its reason); it is still watched: no
+    data arrives, so it goes stale and down like a silent one, without resubscribes."""
+    offline: bool = False
+    """The current episode began (or went on) while nothing could be asked of the connection
+    (not live, or the topic rejected): the resubscribe of its first step is still owed."""
     last_price: float | None = None
     bid: float | None = None
     ask: float | None = None
@@ -265,6 +275,12 @@ class TopicWatch:
     def age(self, now: float) -> float | None:
         """Seconds since the last message (``None`` before the first)."""
         return None if self.last_update is None else now - self.last_update
+
+    def silence(self, now: float) -> float:
+        """Seconds without a message: since the last one, or since first watched when none
+        came (it grows for as long as nothing arrives, whatever the reason)."""
+        last = self.last_update
+        return now - (last if last is not None else self.watched_since)
 
 
 @dataclass(slots=True)
@@ -372,9 +388,21 @@ class StalenessMonitor:
             if w.threshold is None:
                 continue
             conn = self._conns.get(w.connection)
-            if conn is not None and not conn.live:
+            if (conn is not None and not conn.live) or w.rejected:
+                self._check_offline(w, now, actions)
                 continue
             silence = self._silence(w, conn, now)
+            if w.offline:
+                # An episode that began while nothing could be asked: the reconnect has just
+                # resubscribed everything, so the resubscribe is owed only after a full
+                # threshold of silence on the live connection.
+                if silence > w.threshold:
+                    w.offline = False
+                    w.stage_at = now
+                    if w.stage is not Stage.DOWN and self.policy.resubscribe:
+                        w.resubscribes += 1
+                        actions.append(Resubscribe(w.connection, w.topic, f"stale {silence:.1f}s"))
+                continue
             if w.stage is Stage.FRESH:
                 if silence > w.threshold:
                     self._went_stale(w, silence, now, actions)
@@ -385,6 +413,47 @@ class StalenessMonitor:
         return actions
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _check_offline(self, w: TopicWatch, now: float, actions: list[StaleAction]) -> None:
+        """Judge a topic that cannot receive (connection not live, or rejected): stale, then
+        down, on time alone; report and log, but ask nothing of the connection."""
+        assert w.threshold is not None
+        silence = w.silence(now)
+        policy = self.policy
+        if w.stage is Stage.FRESH:
+            if silence <= w.threshold:
+                return
+            w.stage = Stage.STALE
+            w.stale_since = w.stage_at = now
+            w.episodes += 1
+            w.offline = True
+            why = f"subscription rejected ({w.rejected})" if w.rejected else "connection not live"
+            log.warning(
+                "[ANOMALY] Stale %s for %s: no update for %.1fs (topic %s, threshold %gs; %s)",
+                _NOUN.get(w.kind, "data"),
+                w.symbol,
+                silence,
+                w.topic,
+                w.threshold,
+                why,
+            )
+            actions.append(self._event(w, StaleStatus.STALE, silence, now))
+            return
+        w.offline = True
+        if w.stage is Stage.DOWN or policy.down_after is None or w.stale_since is None:
+            return
+        if now - w.stale_since < (policy.recycle_after or 0.0) + policy.down_after:
+            return
+        w.stage = Stage.DOWN
+        w.stage_at = now
+        log.error(
+            "[ANOMALY] Feed down: %s (%s) no update for %.1fs (%s)",
+            w.topic,
+            w.symbol,
+            silence,
+            f"subscription rejected: {w.rejected}" if w.rejected else "connection not live",
+        )
+        actions.append(self._event(w, StaleStatus.DOWN, silence, now))
 
     @staticmethod
     def _silence(w: TopicWatch, conn: _Conn | None, now: float) -> float:
@@ -508,6 +577,7 @@ class StalenessMonitor:
         )
         w.stage = Stage.FRESH
         w.stale_since = w.stage_at = None
+        w.offline = False
         return [self._event(w, StaleStatus.RECOVERED, lasted, now)]
 
     def _report_untracked(self, w: TopicWatch, name: str) -> None:
