@@ -1,0 +1,326 @@
+# ruff: noqa: ASYNC110, RUF028  (polling waits are fine in a benchmark)
+"""Gateway benchmark: added latency to remote consumers, publishing CPU, Redis memory.
+
+Starts its own ``redis-server`` (free port, no persistence). The gateway process feeds real
+ticker frames through the exchange layer's ``TickerCache`` (merge, ``TickEvent``) into the
+gateway's hub consumer bus, which is where a hub connection publishes; so everything after the
+socket read is the production path: the gateway's inline encode and queue, its pipelined writer,
+Redis, a ``RemoteHub`` in another process, the tracker, its own ``TickerCache`` and dispatch to
+an inline callback. The in-process baseline is an async handler of an in-process consumer
+(its own queue and task, as ``Consumer.on``) on the same events, in the same run.
+
+Measures:
+1. latency (gateway receipt -> callback; same-host monotonic clock) at RATES x CONSUMERS;
+2. gateway CPU per message with publishing on and off (and redis-server's own CPU);
+3. Redis memory after a simulated hour at Bybit's cadence for 50 symbols (10 tickers/s and
+   50 orderbook.50 messages/s per symbol): every stream written past its MAXLEN several times,
+   which is the steady state of any longer run.
+
+Usage: ``.venv/bin/python benchmarks/bench_gateway.py [--seconds 3] [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "src"))
+
+from hean.core.bus import OverflowPolicy  # noqa: E402
+from hean.core.events import EventType  # noqa: E402
+from hean.exchange.bybit.protocol.codec import Frame  # noqa: E402
+from hean.exchange.bybit.state.orderbook import OrderBookCache, book_event  # noqa: E402
+from hean.exchange.bybit.state.tickers import TickerCache  # noqa: E402
+from hean.gateway import Gateway  # noqa: E402
+from hean.hub import StreamHub  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_redis() -> tuple[subprocess.Popen[bytes], int, str]:
+    port = free_port()
+    d = tempfile.mkdtemp(prefix="bench-redis-")
+    exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+    p = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", d, "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            time.sleep(0.02)
+    return p, port, d
+
+
+def pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+CONSUMER = r"""
+import asyncio, json, sys, time
+sys.path.insert(0, sys.argv[4])
+from hean.core.events import EventType
+from hean.remote import RemoteHub
+async def main():
+    hub = RemoteHub(sys.argv[1], prefix="bench", block_ms=50)
+    c = hub.consumer("bench")
+    lat = []
+    mono = time.monotonic
+    def on_tick(ev):
+        lat.append(mono() - hub.last_rt)
+    c.on_inline(EventType.TICK, on_tick)
+    await c.subscribe_tickers(sys.argv[2].split(","), wait=5)
+    print("ready", flush=True)
+    await asyncio.sleep(float(sys.argv[3]))
+    print(json.dumps(lat), flush=True)
+    await hub.close()
+asyncio.run(main())
+"""
+
+
+def ticker_fields(symbol: str, rng: random.Random) -> dict[str, Any]:
+    return {
+        "symbol": symbol, "lastPrice": f"{rng.uniform(1, 1e5):.2f}",
+        "bid1Price": f"{rng.uniform(1, 1e5):.2f}", "bid1Size": f"{rng.uniform(0, 9):.3f}",
+        "ask1Price": f"{rng.uniform(1, 1e5):.2f}", "ask1Size": f"{rng.uniform(0, 9):.3f}",
+        "markPrice": "1", "indexPrice": "1", "openInterest": "1", "volume24h": "1",
+        "turnover24h": "1", "fundingRate": "0.0001", "nextFundingTime": "1", "price24hPcnt": "0",
+        "highPrice24h": "1", "lowPrice24h": "1", "prevPrice24h": "1", "openInterestValue": "1",
+    }  # fmt: skip
+
+
+def delta(symbol: str, rng: random.Random) -> dict[str, Any]:
+    d: dict[str, Any] = {"symbol": symbol, "bid1Price": f"{rng.uniform(1, 1e5):.2f}",
+                         "bid1Size": f"{rng.uniform(0, 9):.3f}"}  # fmt: skip
+    if rng.random() < 0.3:
+        d["lastPrice"] = f"{rng.uniform(1, 1e5):.2f}"
+    return d
+
+
+async def latency_run(url: str, rate: int, n_consumers: int, seconds: float) -> dict[str, Any]:
+    symbols = [f"SYM{i}USDT" for i in range(20)]
+    hub = StreamHub(host="ws://127.0.0.1:1")
+    gw = Gateway(hub, url, prefix="bench", heartbeat=0.2)
+    await gw.start()
+    while gw.link != "up":
+        await asyncio.sleep(0.01)
+    bus = gw.consumer.bus
+    local: list[float] = []
+    mono = time.monotonic
+
+    async def in_process(ev: Any) -> None:
+        local.append(mono() - ev.recv_time)
+
+    bus.subscribe_async(EventType.TICK, in_process, policy=OverflowPolicy.NEVER_DROP,
+                        maxsize=1_000_000)  # fmt: skip
+    cache = TickerCache("linear", publish=bus.publisher(EventType.TICK))
+    rng = random.Random(1)
+    for s in symbols:
+        cache.apply(Frame(topic=f"tickers.{s}", type="snapshot", ts=1, data=ticker_fields(s, rng)),
+                    mono())  # fmt: skip
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            CONSUMER,
+            url,
+            ",".join(symbols),
+            str(seconds + 1.5),
+            os.path.join(ROOT, "src"),
+            stdout=asyncio.subprocess.PIPE,
+            limit=2**28,
+        )  # fmt: skip
+        for _ in range(n_consumers)
+    ]
+    for p in procs:
+        assert p.stdout is not None
+        await p.stdout.readline()
+    await asyncio.sleep(0.3)
+    local.clear()
+    per_ms = rate / 1000.0
+    start = mono()
+    sent = 0
+    while mono() - start < seconds:
+        due = int((mono() - start) * 1000 * per_ms)
+        while sent < due:
+            s = symbols[sent % len(symbols)]
+            cache.apply(Frame(topic=f"tickers.{s}", type="delta", ts=sent, data=delta(s, rng)),
+                        mono())  # fmt: skip
+            sent += 1
+        await asyncio.sleep(0.0005)
+    lat: list[float] = []
+    for p in procs:
+        assert p.stdout is not None
+        line = await p.stdout.readline()
+        lat.extend(json.loads(line)[-sent:] if line else [])
+        await p.wait()
+    await gw.close()
+    await hub.close()
+    return {
+        "rate": rate, "consumers": n_consumers, "sent": sent, "remote_n": len(lat),
+        "remote_p50_ms": pct(lat, 0.5) * 1e3, "remote_p99_ms": pct(lat, 0.99) * 1e3,
+        "remote_p999_ms": pct(lat, 0.999) * 1e3,
+        "inproc_p50_ms": pct(local, 0.5) * 1e3, "inproc_p99_ms": pct(local, 0.99) * 1e3,
+        "inproc_p999_ms": pct(local, 0.999) * 1e3,
+    }  # fmt: skip
+
+
+async def cpu_run(url: str, n: int, publish: bool) -> dict[str, Any]:
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(url)
+    await r.flushall()
+    info0 = await r.info("cpu")
+    hub = StreamHub(host="ws://127.0.0.1:1")
+    gw = Gateway(hub, url, prefix="cpu", publish=publish, max_pending=n + 10, heartbeat=5)
+    await gw.start()
+    while gw.link != "up":
+        await asyncio.sleep(0.01)
+    cache = TickerCache("linear", publish=gw.consumer.bus.publisher(EventType.TICK))
+    rng = random.Random(2)
+    symbols = [f"SYM{i}USDT" for i in range(50)]
+    for s in symbols:
+        cache.apply(Frame(topic=f"tickers.{s}", type="snapshot", ts=1, data=ticker_fields(s, rng)),
+                    time.monotonic())  # fmt: skip
+    frames = [
+        Frame(topic=f"tickers.{sym}", type="delta", ts=i, data=delta(sym, rng))
+        for i, sym in ((i, symbols[i % 50]) for i in range(n))
+    ]  # fmt: skip
+    c0, w0 = time.process_time(), time.perf_counter()
+    for i, f in enumerate(frames):
+        cache.apply(f, time.monotonic())
+        if i % 200 == 199:
+            await asyncio.sleep(0)  # a socket read's worth, then the writer may run
+    while gw.out.depth:
+        await asyncio.sleep(0.001)
+    c1, w1 = time.process_time(), time.perf_counter()
+    info1 = await r.info("cpu")
+    await gw.close()
+    await hub.close()
+    await r.aclose()
+    redis_cpu = (info1["used_cpu_user"] + info1["used_cpu_sys"]) - (
+        info0["used_cpu_user"] + info0["used_cpu_sys"]
+    )
+    return {"publish": publish, "n": n, "cpu_us_per_msg": (c1 - c0) / n * 1e6,
+            "wall_s": w1 - w0, "redis_cpu_us_per_msg": redis_cpu / n * 1e6}  # fmt: skip
+
+
+async def memory_run(url: str, symbols: int, multiple: float) -> dict[str, Any]:
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(url)
+    await r.flushall()
+    base = (await r.info("memory"))["used_memory"]
+    hub = StreamHub(host="ws://127.0.0.1:1")
+    gw = Gateway(hub, url, prefix="mem", heartbeat=1, max_pending=1_000_000)
+    await gw.start()
+    while gw.link != "up":
+        await asyncio.sleep(0.01)
+    bus = gw.consumer.bus
+    tick = TickerCache("linear", publish=bus.publisher(EventType.TICK))
+    books = OrderBookCache("linear")
+    pub_book = bus.publisher(EventType.ORDERBOOK)
+    rng = random.Random(3)
+    names = [f"SYM{i}USDT" for i in range(symbols)]
+    px = {s: 1000.0 + i for i, s in enumerate(names)}
+    u = dict.fromkeys(names, 0)
+    for s in names:
+        tick.apply(
+            Frame(topic=f"tickers.{s}", type="snapshot", ts=1, data=ticker_fields(s, rng)), 0.0
+        )
+        u[s] = 1
+        levels_b = [[f"{px[s] - 0.1 * k:.1f}", f"{rng.uniform(0.1, 5):.3f}"] for k in range(1, 51)]
+        levels_a = [[f"{px[s] + 0.1 * k:.1f}", f"{rng.uniform(0.1, 5):.3f}"] for k in range(1, 51)]
+        f = Frame(topic=f"orderbook.50.{s}", type="snapshot", ts=1,
+                  data={"s": s, "b": levels_b, "a": levels_a, "u": 1, "seq": 1})  # fmt: skip
+        pub_book(book_event(books.apply(f, 0.0), f, 0))
+    # per symbol: 10 ticker + 50 book messages a second; write until every stream has been
+    # trimmed `multiple` times over (the memory of any longer run)
+    maxlen = gw.maxlen["book"]
+    seconds = int(maxlen * multiple / 50) + 1
+    sent = 0
+    for sec in range(seconds):
+        for k in range(50):
+            for s in names:
+                if k % 5 == 0:
+                    tick.apply(
+                        Frame(topic=f"tickers.{s}", type="delta", ts=sec, data=delta(s, rng)), 0.0
+                    )
+                    sent += 1
+                u[s] += 1
+                side = rng.choice("ba")
+                off = rng.randint(1, 50) * 0.1
+                price = px[s] - off if side == "b" else px[s] + off
+                lv = [[f"{price:.1f}", f"{rng.uniform(0.1, 5):.3f}"]]
+                f = Frame(topic=f"orderbook.50.{s}", type="delta", ts=sec,
+                          data={"s": s, side: lv, "u": u[s], "seq": u[s]})  # fmt: skip
+                pub_book(book_event(books.apply(f, 0.0), f, 0))
+                sent += 1
+            await asyncio.sleep(0)
+        while gw.out.depth > 50_000:
+            await asyncio.sleep(0.01)
+    while gw.out.depth:
+        await asyncio.sleep(0.01)
+    await r.memory_purge()
+    used = (await r.info("memory"))["used_memory"]
+    lengths = [await r.xlen(k) for k in await r.keys("mem:md:*")]
+    await gw.close()
+    await hub.close()
+    await r.aclose()
+    return {"symbols": symbols, "entries_written": sent, "simulated_seconds": seconds,
+            "streams": len(lengths), "max_stream_len": max(lengths),
+            "redis_used_memory_mb": (used - base) / 2**20}  # fmt: skip
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    proc, port, d = start_redis()
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        out: dict[str, Any] = {"latency": [], "cpu": [], "memory": None}
+        rates = [2000] if args.quick else [2000, 20000]
+        consumers = [4] if args.quick else [1, 4, 16]
+        for rate in rates:
+            for n in consumers:
+                res = await latency_run(url, rate, n, args.seconds)
+                out["latency"].append(res)
+                print(json.dumps(res), flush=True)
+        n = 50_000 if args.quick else 200_000
+        for publish in (False, True, False, True):
+            res = await cpu_run(url, n, publish)
+            out["cpu"].append(res)
+            print(json.dumps(res), flush=True)
+        out["memory"] = await memory_run(url, 50, 3.0)
+        print(json.dumps(out["memory"]), flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
