@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -121,10 +125,11 @@ async def test_live_view_renders_and_report_printed() -> None:
         pong_timeout=0.2,
         refresh=0.1,
     )
-    code = await run_monitor(opts, err_console=console, out=io.StringIO())
+    out = io.StringIO()
+    code = await run_monitor(opts, err_console=console, out=out)
     text = buf.getvalue()
     assert code == 0
-    assert "BTCUSDT" in text and "ping rtt" in text and "connection stable" in text
+    assert "BTCUSDT" in text and "ping rtt" in text and "connection stable" in out.getvalue()
 
 
 async def test_stop_event_ends_an_endless_run() -> None:
@@ -175,7 +180,7 @@ def test_verdict_reasons() -> None:
     tr.on_subscription(SubscriptionEvent("c", "tickers.X", SubscriptionStatus.REJECTED, "no", 5))
     stable, reasons = tr.verdict(4.5)
     assert not stable
-    assert "1 reconnect(s): heartbeat_timeout" in reasons
+    assert "1 drop(s): heartbeat_timeout (0 reconnect attempt(s), 0 failed)" in reasons
     assert "subscription tickers.X rejected: no" in reasons
     report = tr.report(4.5, {"url": "u"})
     assert report["symbols"]["A"]["longest_gap_s"] == pytest.approx(3.1)
@@ -253,3 +258,154 @@ def test_monitor_sim_with_books_reports_best_bid_ask_and_validity() -> None:
         assert s["book_valid"] is True and s["book_updates"] > 10
         assert 0 < s["best_bid"] < s["best_ask"] and s["spread"] > 0
         assert s["book_resyncs"] == 0
+
+
+# -- issue 13 -----------------------------------------------------------------------------------
+
+
+def _popen(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*HEAN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _wait_for(stream: Any, text: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        seen += line
+        if text in line:
+            return
+    raise AssertionError(f"{text!r} not printed: {seen}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_connecting_stops_at_once_with_the_report(sig: signal.Signals) -> None:
+    """Item 3: a venue that accepts TCP and never answers the handshake (no network) and a
+    refused port (reconnect loop): the signal ends the run at once, with the report."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the handshake is never answered
+        port = silent.getsockname()[1]
+        url = (
+            f"ws://127.0.0.1:{port}/v5/public/linear"
+            if sig is signal.SIGINT
+            else "ws://127.0.0.1:1/v5/public/linear"
+        )
+        proc = _popen("monitor", "--url", url, "--connect-timeout", "60", "--no-live")
+        assert proc.stderr is not None
+        _wait_for(proc.stderr, "connecting to")
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - t0
+    assert took < 5.0, f"exited {took:.1f}s after the signal"
+    assert proc.returncode == 2, err
+    assert "NOT stable: interrupted while connecting" in out and "Report ws://" in out
+
+
+def test_the_text_report_is_on_stdout_unwrapped_with_tick_prices_and_books() -> None:
+    """Item 7: ``> report.txt`` holds the report (lines longer than 80 columns are not
+    wrapped), books figures are in it, prices have the tick's decimals, no ``None``."""
+    proc = run("monitor", "--sim", "--duration", "1.5", "--books", "50", "--symbols",
+               "BTCUSDT,ETHUSDT")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("Report ws://") and lines[-1] == "connection stable"
+    assert "Report" not in proc.stderr and "None" not in proc.stdout
+    assert "connection: drops 0, reconnects 0, connect attempts 1 (0 failed)" in lines[1]
+    rows = [line for line in lines if line.lstrip().startswith(("BTCUSDT", "ETHUSDT"))]
+    assert len(rows) == 2 and all(len(r) > 80 for r in rows)  # one line each, unwrapped
+    for row in rows:
+        assert re.search(r"last=\d+\.\d{2} ", row), row  # the tick's two decimals
+        assert re.search(r"spread \d+\.\d{2} valid updates=\d+ resyncs=0", row), row
+
+
+def test_drops_and_attempts_are_counted_apart() -> None:
+    """Item 7: one drop followed by four failed attempts is one drop, not five reconnects."""
+    tr = MonitorTracker(["A"], started_at=0.0)
+    seq = [S.CONNECTING, S.LIVE, S.BACKOFF] + [S.CONNECTING, S.BACKOFF] * 4 + [S.CONNECTING, S.LIVE]
+    for i, new in enumerate(seq):
+        tr.on_state(ConnectionStateEvent("c", "u", tr.state, new, "server_close:1006", 0, i))
+    report = tr.report(20.0, {})
+    assert report["drops"] == 1 and report["reconnects"] == 1
+    assert report["connect_attempts"] == 6 and report["failed_attempts"] == 4
+    assert "1 drop(s): server_close:1006 (5 reconnect attempt(s), 4 failed)" in report["reasons"]
+
+
+def test_the_in_process_emulator_lists_what_hean_sim_lists() -> None:
+    """Item 9: a symbol the emulator does not list is rejected, as by ``hean sim``: no prices
+    invented, not stable. Item 4: option has default symbols with --sim."""
+    proc = run("monitor", "--sim", "--symbols", "BTCUSDT,NOPE", "--duration", "1", "--json")
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["symbols"]["NOPE"]["ticks"] == 0 and "tickers.NOPE" in report["rejected_topics"]
+    assert report["symbols"]["BTCUSDT"]["ticks"] > 0
+    proc = run("monitor", "--sim", "--category", "option", "--duration", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["category"] == "option" and report["stable"] is True
+    assert all(s["bid"] is not None for s in report["symbols"].values())
+
+
+async def test_the_category_comes_from_the_url() -> None:
+    """Item 5: ``--url .../v5/public/option`` is option, with its bid and ask."""
+    from hean.emulator import Emulator, EmulatorConfig
+
+    async with Emulator(EmulatorConfig(ticker_interval=0.05)) as emu:
+        symbol = emu.config.symbols["option"][0]
+        proc = await asyncio.create_subprocess_exec(
+            *HEAN, "monitor", "--url", emu.url("option"), "--symbols", symbol, "--duration",
+            "1", "--json", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    report = json.loads(out)
+    assert report["category"] == "option"
+    row = report["symbols"][symbol]
+    assert row["bid"] is not None and row["ask"] is not None and row["ticks"] > 0
+
+
+async def test_logs_print_above_the_live_view_which_says_why_it_is_not_live() -> None:
+    """Item 6: while the live view runs, log records go through rich's handler on the view's
+    console (never straight to stderr, which tears the view into stacked copies)."""
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=160)
+    raw = io.StringIO()
+    root = logging.getLogger()
+    plain = logging.StreamHandler(raw)
+    root.addHandler(plain)
+    opts = MonitorOptions(url=None, testnet=True, sim=True, category="linear",
+                          symbols=["BTCUSDT"], duration=1.0, json_output=False, live_view=True,
+                          refresh=0.1)  # fmt: skip
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.6, logging.getLogger("hean.test").warning, "a reconnect happened")
+    try:
+        assert await run_monitor(opts, err_console=console, out=io.StringIO()) == 0
+    finally:
+        root.removeHandler(plain)
+    assert "a reconnect happened" in buf.getvalue()
+    assert "a reconnect happened" not in raw.getvalue()
+
+
+async def test_the_view_says_why_it_is_not_live() -> None:
+    from hean.cli.monitor import _view
+    from hean.core.bus import EventBus
+    from hean.core.clock import ManualClock
+    from hean.exchange.bybit.ws_public import BybitPublicWebSocket
+
+    clock = ManualClock()
+    ws = BybitPublicWebSocket(EventBus(), "linear", url="ws://127.0.0.1:9/v5/public/linear",
+                              clock=clock)  # fmt: skip
+    now = clock.monotonic()
+    ws.session.start(now)
+    ws.session.connected(now)
+    ws.session.disconnected("heartbeat_timeout", now)
+    tr = MonitorTracker(["BTCUSDT"], started_at=now)
+    buf = io.StringIO()
+    Console(file=buf, width=200).print(_view(ws, tr, now))
+    assert re.search(r"backoff: retry in \d+\.\ds \(heartbeat_timeout\)", buf.getvalue())

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from rich.console import Console, RenderableType
 from rich.live import Live
@@ -17,21 +19,123 @@ from hean.core.waits import wait_set
 if TYPE_CHECKING:
     from hean.emulator import Emulator
 
-__all__ = ["follow", "logs_above_live", "start_sim"]
+T = TypeVar("T")
+
+__all__ = [
+    "DEFAULT_SYMBOLS",
+    "UsageError",
+    "category_from_url",
+    "follow",
+    "logs_above_live",
+    "resolve_market",
+    "start_sim",
+    "until_stopped",
+]
+
+DEFAULT_SYMBOLS: dict[str, tuple[str, ...]] = {
+    "linear": ("BTCUSDT", "ETHUSDT", "SOLUSDT"),
+    "spot": ("BTCUSDT", "ETHUSDT", "SOLUSDT"),
+    "inverse": ("BTCUSD", "ETHUSD"),
+}
+"""Symbols watched when ``--symbols`` is not given. Option names carry an expiry, so there is no
+lasting default for option on Bybit; with ``--sim`` the emulator's listed options are used."""
+
+_OPTION = re.compile(
+    r"^[A-Z0-9]{2,10}-\d{1,2}[A-Z]{3}\d{2}-\d{1,9}(\.\d{1,4})?-[CP](-[A-Z]{3,5})?$"
+)
+_URL_CATEGORY = re.compile(r"/v5/public/(linear|inverse|spot|option)/?$")
 
 
-async def start_sim(category: str, symbols: list[str], rate: float) -> tuple[Emulator, str]:
-    """Start the built-in emulator in-process for ``--sim``; returns it and the endpoint URL.
+class UsageError(ValueError):
+    """A user's input that cannot work: shown as one line, exit code 2."""
 
-    Only ``symbols`` are listed for ``category``, pushing tickers ``rate`` times a second.
+
+def category_from_url(url: str) -> str | None:
+    """The category a public endpoint URL serves (``.../v5/public/option`` -> ``option``), or
+    ``None`` when its path does not say."""
+    path = urlsplit(url).path
+    m = _URL_CATEGORY.search(path)
+    return None if m is None else m.group(1)
+
+
+def resolve_market(
+    url: str | None, category: str | None, symbols: list[str] | None, *, sim: bool
+) -> tuple[str, list[str]]:
+    """The category and symbols to watch, from ``--url``, ``--category`` and ``--symbols``.
+
+    The category comes from the URL's path when it names one (a different ``--category`` is
+    refused), else from ``--category`` (default ``linear``). Without ``--symbols`` the
+    category's defaults are used. Symbols must suit the category (option names for option,
+    none for the others).
+
+    Raises:
+        UsageError: a mismatch, or symbols that cannot be of this category (one line).
+    """
+    from_url = category_from_url(url) if url is not None else None
+    if from_url is not None and category is not None and category != from_url:
+        raise UsageError(
+            f"--category {category} does not match --url, which serves {from_url} "
+            f"(its path ends in /v5/public/{from_url})"
+        )
+    cat = from_url or category or "linear"
+    if symbols is None:
+        if cat in DEFAULT_SYMBOLS:
+            symbols = list(DEFAULT_SYMBOLS[cat])
+        elif sim:
+            from hean.emulator.config import DEFAULT_SYMBOLS as LISTED
+
+            symbols = list(LISTED[cat])
+        else:
+            raise UsageError(
+                "--category option needs --symbols: option names carry an expiry, e.g. "
+                "BTC-26JUN26-60000-C-USDT (or use --sim, which lists its own)"
+            )
+    if cat == "option":
+        bad = [s for s in symbols if not _OPTION.match(s)]
+        if bad:
+            raise UsageError(
+                f"not an option symbol: {', '.join(bad)} (expected e.g. BTC-26JUN26-60000-C-USDT)"
+            )
+    else:
+        bad = [s for s in symbols if _OPTION.match(s)]
+        if bad:
+            raise UsageError(f"{', '.join(bad)}: an option symbol; use --category option")
+    return cat, symbols
+
+
+async def start_sim(category: str, rate: float) -> tuple[Emulator, str]:
+    """Start the built-in emulator in-process for ``--sim``; returns it and the endpoint URL
+    of ``category``.
+
+    It lists the same instruments as ``hean sim`` (one rule for both: a symbol it does not
+    list is rejected at subscription, as Bybit does), pushing tickers ``rate`` times a second.
     """
     from hean.emulator import Emulator, EmulatorConfig  # only when --sim is used
 
-    emulator = Emulator(
-        EmulatorConfig(symbols={category: tuple(symbols)}, ticker_interval=1.0 / rate)
-    )
+    emulator = Emulator(EmulatorConfig(ticker_interval=1.0 / rate))
     await emulator.start()
     return emulator, emulator.url(category)
+
+
+async def until_stopped(aw: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
+    """Await ``aw`` unless ``stop`` is set first (Ctrl-C, SIGTERM): then ``aw`` is cancelled at
+    once. Returns ``(True, result)`` when it completed, ``(False, None)`` when stopped."""
+    task: asyncio.Future[T] = asyncio.ensure_future(aw)
+    if stop.is_set():
+        task.cancel()
+    else:
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        waiting: set[asyncio.Future[Any]] = {task, stopper}
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if task.done():
+            return True, task.result()
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    return False, None
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ import re
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from hean.exchange.bybit.endpoints import CATEGORIES
 
@@ -144,17 +144,35 @@ def _url(text: str) -> str:
     return text
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad usage is one line on stderr (which option, what is wrong) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+_LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hean")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hean", description="HEAN: Bybit V5 WebSocket exchange layer tools."
-    )
+    parser = _Parser(prog="hean", description="HEAN: Bybit V5 WebSocket exchange layer tools.")
+    parser.add_argument("--version", action="version", version=f"hean {_version()}")
     parser.add_argument(
         "--log-level",
         default="WARNING",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level for messages on stderr (default WARNING)",
+        choices=_LOG_LEVELS,
+        help="log level for messages on stderr (default WARNING); also accepted after the command",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     mon = sub.add_parser(
         "monitor",
@@ -169,13 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--mainnet", action="store_true", help="Bybit mainnet")
     where.add_argument("--url", type=_url, help="any endpoint URL (regional host, emulator)")
     where.add_argument("--sim", action="store_true", help="start the built-in emulator in-process")
-    mon.add_argument("--category", default="linear", choices=CATEGORIES)
-    mon.add_argument(
-        "--symbols",
-        type=_symbols,
-        default=["BTCUSDT", "ETHUSDT", "SOLUSDT"],
-        help="comma-separated symbols (default BTCUSDT,ETHUSDT,SOLUSDT)",
-    )
+    _add_market_options(mon)
     mon.add_argument(
         "--duration",
         type=_non_negative_float,
@@ -184,9 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mon.add_argument("--json", action="store_true", help="print the report as one JSON object")
     mon.add_argument("--no-live", action="store_true", help="no live view while running")
-    mon.add_argument("--ping-interval", type=_positive_float, default=20.0, metavar="SECONDS")
-    mon.add_argument("--pong-timeout", type=_positive_float, default=10.0, metavar="SECONDS")
-    mon.add_argument("--connect-timeout", type=_positive_float, default=10.0, metavar="SECONDS")
+    _add_timing_options(mon)
     mon.add_argument(
         "--max-gap",
         type=_positive_float,
@@ -239,19 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     swhere.add_argument("--mainnet", action="store_true", help="Bybit mainnet")
     swhere.add_argument("--url", type=_url, help="any endpoint URL (regional host, emulator)")
     swhere.add_argument("--sim", action="store_true", help="start the built-in emulator in-process")
-    srv.add_argument("--category", default="linear", choices=CATEGORIES)
-    srv.add_argument(
-        "--symbols",
-        type=_symbols,
-        default=["BTCUSDT", "ETHUSDT", "SOLUSDT"],
-        help="comma-separated symbols (default BTCUSDT,ETHUSDT,SOLUSDT)",
-    )
+    _add_market_options(srv)
     srv.add_argument(
         "--books",
         type=int,
         default=None,
         metavar="DEPTH",
-        help="also subscribe order books of this depth",
+        help="also subscribe order books of this depth (1, 50, 200, 1000; option 25, 100)",
     )
     _add_http_options(srv, 9180)
     srv.add_argument(
@@ -286,16 +290,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="mark the feed down when still stale this long after that (default 60; 0 = never)",
     )
-    srv.add_argument("--check-interval", type=_positive_float, default=0.25, metavar="SECONDS")
+    srv.add_argument(
+        "--check-interval",
+        type=_positive_float,
+        default=0.25,
+        metavar="SECONDS",
+        help="seconds between staleness checks (default 0.25)",
+    )
     srv.add_argument(
         "--duration",
         type=_non_negative_float,
         default=0.0,
         help="seconds to run (default 0: until Ctrl-C)",
     )
-    srv.add_argument("--ping-interval", type=_positive_float, default=20.0, metavar="SECONDS")
-    srv.add_argument("--pong-timeout", type=_positive_float, default=10.0, metavar="SECONDS")
-    srv.add_argument("--connect-timeout", type=_positive_float, default=10.0, metavar="SECONDS")
+    _add_timing_options(srv)
     srv.add_argument(
         "--sim-rate",
         type=_positive_float,
@@ -428,7 +436,55 @@ def build_parser() -> argparse.ArgumentParser:
         },
     )
     _add_http_options(gw, 9181)
+    for command in sub.choices.values():  # `hean monitor --log-level INFO` works too
+        if "--log-level" not in command._option_string_actions:
+            command.add_argument(
+                "--log-level",
+                default=argparse.SUPPRESS,
+                choices=_LOG_LEVELS,
+                help="log level for messages on stderr (default WARNING)",
+            )
     return parser
+
+
+def _add_market_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--category",
+        default=None,
+        choices=CATEGORIES,
+        help="market category (default: from the --url path, else linear)",
+    )
+    p.add_argument(
+        "--symbols",
+        type=_symbols,
+        default=None,
+        help="comma-separated symbols (default: linear and spot BTCUSDT,ETHUSDT,SOLUSDT; "
+        "inverse BTCUSD,ETHUSD; option: required, except with --sim)",
+    )
+
+
+def _add_timing_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ping-interval",
+        type=_positive_float,
+        default=20.0,
+        metavar="SECONDS",
+        help="seconds between pings (default 20)",
+    )
+    p.add_argument(
+        "--pong-timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds to wait for a pong before the link is called dead (default 10)",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds to wait for the first connection (default 10)",
+    )
 
 
 def _speed(text: str) -> float | None:
@@ -471,7 +527,19 @@ def _add_record_parsers(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     _setup_logging(args.log_level)
+    if args.command in ("monitor", "serve"):
+        from hean.cli.common import UsageError, resolve_market
+
+        try:
+            args.category, args.symbols = resolve_market(
+                args.url, args.category, args.symbols, sim=args.sim
+            )
+        except UsageError as exc:
+            parser.error(str(exc))
     if args.command == "monitor":
         from hean.cli.monitor import MonitorOptions, run_monitor
 
@@ -518,6 +586,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.stale_field,
                 recycle_after=args.recycle_after,
                 down_after=args.down_after,
+                symbols=args.symbols,
+                category=args.category,
             )
         except ValueError as exc:
             parser.error(str(exc))

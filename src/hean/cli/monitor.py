@@ -16,13 +16,15 @@ import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from hean.account import Account, AccountError
 from hean.cli.account import describe_run
-from hean.cli.common import follow, start_sim
-from hean.cli.report import MonitorTracker, PrivateStats
+from hean.cli.common import follow, start_sim, until_stopped
+from hean.cli.report import MonitorTracker, PrivateStats, fmt_price
 from hean.core.bus import EventBus
 from hean.core.clock import Clock, SystemClock
 from hean.core.config import ConfigError, Settings
@@ -35,6 +37,7 @@ from hean.exchange.bybit.rest import BybitRestClient, RestError
 from hean.exchange.bybit.ws_private import BybitPrivateWebSocket
 from hean.exchange.bybit.ws_public import BybitPublicWebSocket, ConnectError
 from hean.health import HealthMonitor, HealthServer
+from hean.health.monitor import connection_reason
 from hean.hub import ConnectionOptions, StreamHub
 
 __all__ = ["MonitorOptions", "run_monitor"]
@@ -87,7 +90,11 @@ async def run_monitor(
     clock: Clock | None = None,
     stop_event: asyncio.Event | None = None,
 ) -> int:
-    """Run the monitor; returns the process exit code."""
+    """Run the monitor; returns the process exit code.
+
+    The report goes to ``out`` (stdout); progress, the live view and logs to stderr. Setting
+    ``stop_event`` (Ctrl-C, SIGTERM) ends the run at once at any stage, with the report.
+    """
     out = out if out is not None else sys.stdout
     console = err_console if err_console is not None else Console(stderr=True)
     clock = clock if clock is not None else SystemClock()
@@ -109,137 +116,197 @@ async def run_monitor(
         creds = settings.credentials()
         credentials = (creds.api_key, creds.api_secret)
 
-    emulator: Any = None
-    url = opts.url
-    if opts.sim:
-        emulator, url = await start_sim(opts.category, list(opts.symbols), opts.sim_rate)
-
     bus = EventBus()
-    await bus.start()
-    # The monitor is one consumer of a StreamHub, like any strategy or router: the connection
-    # is the shared one a process would use, opened on the first subscription.
-    hub = StreamHub(
-        bus,
-        testnet=opts.testnet,
-        urls={opts.category: url} if url is not None else None,
-        clock=clock,
-        options=ConnectionOptions(
-            ping_interval=opts.ping_interval,
-            pong_timeout=opts.pong_timeout,
-            connect_timeout=opts.connect_timeout,
-            backoff=BackoffPolicy(),
-        ),
-    )
-    consumer = hub.consumer("monitor")
-    target = hub.public_url(opts.category)
-    tracker = MonitorTracker(
-        list(opts.symbols), clock.monotonic(), opts.max_gap, books=opts.books is not None
-    )
-    bus.subscribe(EventType.TICK, tracker.on_tick, name="monitor")
-    bus.subscribe(EventType.ORDERBOOK, tracker.on_book, name="monitor")
-    bus.subscribe(EventType.CONNECTION_STATE, tracker.on_state, name="monitor")
-    bus.subscribe(EventType.SUBSCRIPTION, tracker.on_subscription, name="monitor")
+    hubs: list[StreamHub] = []
     health: HealthMonitor | None = None
     server: HealthServer | None = None
-    if opts.http_port is not None:
-        health = HealthMonitor(bus, clock=clock, discover=hub.connections)
+    if opts.http_port is not None:  # bind first: a taken port is reported before connecting
+        health = HealthMonitor(
+            bus, clock=clock, discover=lambda: hubs[0].connections() if hubs else ()
+        )
         try:
             server = HealthServer(
                 health, opts.http_host, opts.http_port, allow_remote=opts.allow_remote
             )
             await server.start()
         except (OSError, ValueError) as exc:
-            console.print(f"[bold red]cannot serve health on port {opts.http_port}:[/] {exc}")
-            await bus.stop()
-            if emulator is not None:
-                await emulator.stop()
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            console.print(
+                f"[bold red]cannot serve health on {opts.http_host}:{opts.http_port}:[/] {why}",
+                soft_wrap=True,
+            )
             return EXIT_NO_CONNECTION
-        await health.start()
-        console.print(
-            f"[bold]hean monitor[/] dashboard {server.url}  health {server.url}health  "
-            f"metrics {server.url}metrics"
-        )
+    emulator: Any = None
+    await bus.start()
+    tracker = MonitorTracker(
+        list(opts.symbols), clock.monotonic(), opts.max_gap, books=opts.books is not None
+    )
     private_ws: BybitPrivateWebSocket | None = None
     account: Account | None = None
     private_bus: EventBus | None = None
     rest: BybitRestClient | None = None
-    console.print(f"[bold]hean monitor[/] connecting to {target} ({opts.category}) ...")
+    ws: BybitPublicWebSocket | None = None
+    target = ""
+    interrupted = ""
     try:
+        url = opts.url
+        if opts.sim:
+            emulator, url = await start_sim(opts.category, opts.sim_rate)
+        # The monitor is one consumer of a StreamHub, like any strategy or router: the
+        # connection is the shared one a process would use, opened on the first subscription.
+        hub = StreamHub(
+            bus,
+            testnet=opts.testnet,
+            urls={opts.category: url} if url is not None else None,
+            clock=clock,
+            options=ConnectionOptions(
+                ping_interval=opts.ping_interval,
+                pong_timeout=opts.pong_timeout,
+                connect_timeout=opts.connect_timeout,
+                backoff=BackoffPolicy(),
+            ),
+        )
+        hubs.append(hub)
+        consumer = hub.consumer("monitor")
+        target = hub.public_url(opts.category)
+        bus.subscribe(EventType.TICK, tracker.on_tick, name="monitor")
+        bus.subscribe(EventType.ORDERBOOK, tracker.on_book, name="monitor")
+        bus.subscribe(EventType.CONNECTION_STATE, tracker.on_state, name="monitor")
+        bus.subscribe(EventType.SUBSCRIPTION, tracker.on_subscription, name="monitor")
+        if health is not None and server is not None:
+            await health.start()
+            console.print(
+                f"[bold]hean monitor[/] dashboard {server.url}  health {server.url}health  "
+                f"metrics {server.url}metrics",
+                soft_wrap=True,
+            )
+        console.print(
+            f"[bold]hean monitor[/] connecting to {target} ({opts.category}) ...", soft_wrap=True
+        )
         topics = [f"tickers.{s}" for s in opts.symbols]
         if opts.books is not None:
             topics += [f"orderbook.{opts.books}.{s}" for s in opts.symbols]
-        await consumer.subscribe(topics, category=opts.category, wait=opts.connect_timeout)
-        [ws] = hub.connections(opts.category)
-        if ws.state is not ConnectionState.LIVE:
-            reason = ws.stats.last_disconnect_reason or "no answer"
+        done, _ = await until_stopped(
+            consumer.subscribe(topics, category=opts.category, wait=opts.connect_timeout), stop
+        )
+        conns = hub.connections(opts.category)
+        ws = conns[0] if conns else None
+        if not done:
+            interrupted = "interrupted while connecting"
+        elif ws is None or ws.state is not ConnectionState.LIVE:
+            reason = (ws.stats.last_disconnect_reason if ws else "") or "no answer"
+            attempts = ws.stats.reconnects + 1 if ws else 1
             error = (
                 f"could not connect to {target} within {opts.connect_timeout:g}s "
-                f"({ws.stats.reconnects + 1} attempt(s), last failure: {reason})"
+                f"({attempts} attempt(s), last failure: {reason})"
             )
-            console.print(f"[bold red]cannot connect:[/] {error}")
+            console.print(f"[bold red]cannot connect:[/] {error}", soft_wrap=True)
             if not opts.sim and opts.url is None:
                 console.print(
                     "This machine may have no network access to Bybit. "
-                    "Run [bold]hean monitor --sim[/] to use the built-in emulator."
+                    "Run [bold]hean monitor --sim[/] to use the built-in emulator.",
+                    soft_wrap=True,
                 )
             if opts.json_output:
                 out.write(json.dumps({"stable": False, "error": error, "url": target}) + "\n")
             return EXIT_NO_CONNECTION
-        if opts.private:
+        if not interrupted and opts.private:
             private_bus = EventBus()
             await private_bus.start()
-            private_ws, account, rest = await _start_private(
-                opts, bus, private_bus, tracker, clock, console, emulator, url, credentials
+            started, result = await until_stopped(
+                _start_private(
+                    opts, bus, private_bus, tracker, clock, console, emulator, url, credentials
+                ),
+                stop,
             )
-            if health is not None and account is not None:
-                health.add_account(account)  # /health and the dashboard list it
+            if result is not None:
+                private_ws, account, rest = result
+                if health is not None:
+                    if account is not None:
+                        health.add_account(account)  # /health and the dashboard list it
+                    elif private_ws.name not in health.feeds:
+                        health.add(private_ws)
+            if not started:
+                interrupted = "interrupted while connecting the private stream"
         tracker.started_at = clock.monotonic()
-        await _watch(opts, ws, tracker, clock, stop, console)
-        now = clock.monotonic()
-        stats = ws.stats
+        if not interrupted and ws is not None:
+            await _watch(opts, ws, tracker, clock, stop, console)
         if private_ws is not None:
             _note_private(tracker, private_ws, account)
-        report = tracker.report(
-            now,
-            {
-                "url": ws.url,
-                "category": opts.category,
-                "ping_rtt_ms": None if stats.ping_rtt is None else round(stats.ping_rtt * 1e3, 3),
-                "connection": {
-                    "state": stats.state.value,
-                    "connects": stats.connects,
-                    "messages": stats.messages,
-                    "decode_errors": stats.decode_errors,
-                    "data_errors": stats.data_errors,
-                    "pings_sent": stats.pings_sent,
-                    "pongs_received": stats.pongs_received,
-                    "disconnect_reasons": stats.disconnect_reasons,
-                },
-            },
-        )
+        report = _report(tracker, clock.monotonic(), opts, ws, target, interrupted)
     finally:
-        if private_ws is not None:
-            _note_private(tracker, private_ws, account)
-            if account is not None:
-                await account.stop()
-            await private_ws.disconnect()
-        if rest is not None:
-            await rest.close()
-        if private_bus is not None:
-            await private_bus.stop()
-        if server is not None:
-            await server.stop()
-        if health is not None:
-            await health.stop()
-        await hub.close()
-        await bus.stop()
-        if emulator is not None:
-            await emulator.stop()
+        await _close(private_ws, account, rest, private_bus, server, health, hubs, bus, emulator)
     if opts.json_output:
         out.write(json.dumps(report) + "\n")
     else:
-        _print_report(console, report)
+        _print_report(out, report)
+    out.flush()
+    if interrupted:
+        return EXIT_NO_CONNECTION
     return EXIT_STABLE if report["stable"] else EXIT_UNSTABLE
+
+
+async def _close(
+    private_ws: BybitPrivateWebSocket | None,
+    account: Account | None,
+    rest: BybitRestClient | None,
+    private_bus: EventBus | None,
+    server: HealthServer | None,
+    health: HealthMonitor | None,
+    hubs: list[StreamHub],
+    bus: EventBus,
+    emulator: Any,
+) -> None:
+    if account is not None:
+        await account.stop()
+    if private_ws is not None:
+        await private_ws.disconnect()
+    if rest is not None:
+        await rest.close()
+    if private_bus is not None:
+        await private_bus.stop()
+    if server is not None:
+        await server.stop()
+    if health is not None:
+        await health.stop()
+    for hub in hubs:
+        await hub.close()
+    await bus.stop()
+    if emulator is not None:
+        await emulator.stop()
+
+
+def _report(
+    tracker: MonitorTracker,
+    now: float,
+    opts: MonitorOptions,
+    ws: BybitPublicWebSocket | None,
+    target: str,
+    interrupted: str,
+) -> dict[str, Any]:
+    extra: dict[str, Any] = {"url": target, "category": opts.category, "ping_rtt_ms": None}
+    if ws is not None:
+        stats = ws.stats
+        extra.update(
+            url=ws.url,
+            ping_rtt_ms=None if stats.ping_rtt is None else round(stats.ping_rtt * 1e3, 3),
+            connection={
+                "state": stats.state.value,
+                "connects": stats.connects,
+                "messages": stats.messages,
+                "decode_errors": stats.decode_errors,
+                "data_errors": stats.data_errors,
+                "pings_sent": stats.pings_sent,
+                "pongs_received": stats.pongs_received,
+                "disconnect_reasons": stats.disconnect_reasons,
+            },
+        )
+    report = tracker.report(now, extra)
+    if interrupted:
+        report["interrupted"] = interrupted
+        report["stable"] = False
+        report["reasons"] = [interrupted, *report["reasons"]]
+    return report
 
 
 async def _watch(
@@ -258,50 +325,67 @@ async def _watch(
         end=None if opts.duration <= 0 else tracker.started_at + opts.duration,
         refresh=opts.refresh,
         live_view=opts.live_view,
+        logs_above=True,  # log lines print above the view instead of tearing it
     )
 
 
-def _view(ws: BybitPublicWebSocket, tracker: MonitorTracker, now: float) -> Table:
+def _view(ws: BybitPublicWebSocket, tracker: MonitorTracker, now: float) -> Group:
     stats = ws.stats
     rtt = "-" if stats.ping_rtt is None else f"{stats.ping_rtt * 1e3:.1f} ms"
-    table = Table(
-        title=(
-            f"{ws.url}  state={stats.state.value}  reconnects={stats.reconnects}  "
-            f"ping rtt={rtt}  ticks={tracker.ticks}"
-        ),
-        title_justify="left",
-        caption=_private_caption(tracker),
-        caption_justify="left",
+    state = connection_reason(ws.session, now)
+    if stats.state is ConnectionState.LIVE:
+        state = "[green]live[/]"
+    else:  # say why it is not live: backoff and the next try, circuit open and how long ...
+        state = f"[bold red]{escape(state)}[/]"
+    header = Text.from_markup(
+        f"{escape(ws.url)}  {state}  drops={tracker.drops}  reconnects={tracker.reconnects}"
+        f"  ping rtt={rtt}  ticks={tracker.ticks}",
+        overflow="fold",
     )
+    table = Table(caption=_private_caption(tracker), caption_justify="left")
     columns = ["symbol", "ticks", "rate/s", "last price", "bid", "ask", "age s", "max gap s"]
     if tracker.books:
         columns += ["book bid", "book ask", "spread", "book", "resyncs"]
     for column in columns:
         table.add_column(column, justify="right" if column != "symbol" else "left")
     for symbol, s in tracker.per_symbol.items():
-        age = "-" if s.last_at is None else f"{now - s.last_at:.2f}"
+        since = s.last_at if s.last_at is not None else tracker.started_at
+        silent = now - since
+        age = f"{silent:.2f}" if s.last_at is not None else f"never ({silent:.0f})"
+        if silent > tracker.max_gap:
+            age = f"[bold red]{age}[/]"
+        d = s.decimals
         row = [
             symbol,
             str(s.ticks),
             f"{tracker.rate(symbol, now):.1f}",
-            _fmt(s.last_price),
-            _fmt(s.bid),
-            _fmt(s.ask),
+            fmt_price(s.last_price, d),
+            fmt_price(s.bid, d),
+            fmt_price(s.ask, d),
             age,
             f"{tracker.gap_now(symbol, now):.2f}",
         ]
         if tracker.books:
-            bid = s.book_bid[0] if s.book_bid else "-"
-            ask = s.book_ask[0] if s.book_ask else "-"
-            spread = (
-                "-"
-                if not (s.book_bid and s.book_ask)
-                else (f"{float(s.book_ask[0]) - float(s.book_bid[0]):g}")
-            )
-            valid = {None: "-", True: "[green]valid[/]", False: "[red]INVALID[/]"}[s.book_valid]
-            row += [bid, ask, spread, valid, str(s.book_resyncs)]
+            bid = None if s.book_bid is None else float(s.book_bid[0])
+            ask = None if s.book_ask is None else float(s.book_ask[0])
+            spread = None if bid is None or ask is None else ask - bid
+            if s.book_valid is None:
+                valid = "-"
+            elif not s.book_valid:
+                valid = "[red]INVALID[/]"
+            elif silent > tracker.max_gap or stats.state is not ConnectionState.LIVE:
+                valid = "[yellow]stale[/]"  # valid when last seen, but nothing arrives now
+            else:
+                valid = "[green]valid[/]"
+            row += [
+                fmt_price(bid, d),
+                fmt_price(ask, d),
+                fmt_price(spread, d),
+                valid,
+                str(s.book_resyncs),
+            ]
         table.add_row(*row)
-    return table
+    return Group(header, table)
 
 
 PRIVATE_TOPICS = ["order", "execution", "position", "wallet"]
@@ -422,23 +506,46 @@ def _private_caption(tracker: MonitorTracker) -> str | None:
     return f"private {p.url}: {p.auth} ({p.state})  {counts}  gaps={p.gaps}{account}"
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
-
-
-def _print_report(console: Console, report: dict[str, Any]) -> None:
-    console.print(
-        f"\n[bold]Report[/] {report['url']}: {report['ticks']} ticks in "
-        f"{report['duration_s']:.1f}s ({report['tick_rate']:.1f}/s), "
-        f"symbols seen: {', '.join(report['symbols_seen']) or 'none'}, "
-        f"reconnects: {report['reconnects']}, ping rtt: {report['ping_rtt_ms']} ms"
-    )
+def _print_report(out: TextIO, report: dict[str, Any]) -> None:
+    """The text report, on ``out`` (stdout): plain lines, never wrapped (``> report.txt``)."""
+    lines = [
+        f"Report {report['url']} ({report['category']}): {report['ticks']} ticks in "
+        f"{report['duration_s']:.1f}s ({report['tick_rate']:.1f}/s), symbols seen: "
+        f"{', '.join(report['symbols_seen']) or 'none'}",
+        f"  connection: drops {report['drops']}, reconnects {report['reconnects']}, "
+        f"connect attempts {report['connect_attempts']} ({report['failed_attempts']} failed), "
+        "ping rtt " + ("-" if report["ping_rtt_ms"] is None else f"{report['ping_rtt_ms']:.1f} ms"),
+    ]
     for symbol, s in report["symbols"].items():
-        console.print(
+        d = s["decimals"]
+        line = (
             f"  {symbol:<12} ticks={s['ticks']:<7} rate={s['rate']:<8} "
-            f"last={s['last_price']}  longest gap={s['longest_gap_s']}s"
+            f"last={fmt_price(s['last_price'], d)}  bid={fmt_price(s['bid'], d)}  "
+            f"ask={fmt_price(s['ask'], d)}  longest gap={s['longest_gap_s']}s"
         )
+        if "book_valid" in s:
+            valid = {None: "never received", True: "valid", False: "INVALID"}[s["book_valid"]]
+            line += (
+                f"  book {fmt_price(s['best_bid'], d)} / {fmt_price(s['best_ask'], d)} "
+                f"spread {fmt_price(s['spread'], d)} {valid} updates={s['book_updates']} "
+                f"resyncs={s['book_resyncs']}"
+            )
+        lines.append(line)
+    p = report.get("private")
+    if p is not None:
+        counts = " ".join(f"{k}={v}" for k, v in p["events"].items())
+        detail = f" ({p['auth_detail']})" if p["auth_detail"] else ""
+        lines.append(
+            f"  private {p['url']}: {p['auth']}{detail}, {p['state']}; {counts} gaps={p['gaps']}"
+        )
+        if p["account"] != "not_watched":
+            last = f", last run: {p['last_run']}" if p["last_run"] else ""
+            lines.append(
+                f"  account: {p['account'].replace('_', ' ')}, "
+                f"{p['reconciliations']} reconciliation(s){last}"
+            )
     if report["stable"]:
-        console.print("[bold green]connection stable[/]")
+        lines.append("connection stable")
     else:
-        console.print("[bold red]NOT stable:[/] " + "; ".join(report["reasons"]))
+        lines.append("NOT stable: " + "; ".join(report["reasons"]))
+    out.write("\n".join(lines) + "\n")

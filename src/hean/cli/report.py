@@ -14,7 +14,25 @@ from hean.core.events import (
 )
 from hean.core.lifecycle import ConnectionState
 
-__all__ = ["MonitorTracker", "PrivateStats", "SymbolStats"]
+__all__ = ["MonitorTracker", "PrivateStats", "SymbolStats", "decimals_of", "fmt_price"]
+
+
+def decimals_of(text: object) -> int | None:
+    """Decimals of a price as the exchange wrote it (``"58552.10"`` -> 2): the instrument's tick
+    precision, since Bybit writes every price on its tick. ``None`` for anything else."""
+    if not isinstance(text, str) or not text:
+        return None
+    _, dot, frac = text.partition(".")
+    return len(frac) if dot else 0
+
+
+def fmt_price(value: float | None, decimals: int | None) -> str:
+    """A price with the instrument's decimals (``-`` when unknown)."""
+    if value is None:
+        return "-"
+    if decimals is None:
+        return f"{value:g}"
+    return f"{value:.{decimals}f}"
 
 
 @dataclass(slots=True)
@@ -33,6 +51,19 @@ class SymbolStats:
     book_valid: bool | None = None
     book_updates: int = 0
     book_resyncs: int = 0
+    decimals: int | None = None
+    """Price decimals (the tick's), learnt from the strings the exchange sent."""
+
+    def learn(self, text: object) -> None:
+        d = decimals_of(text)
+        if d is not None and (self.decimals is None or d > self.decimals):
+            self.decimals = d
+
+    def rounded(self, value: float | None) -> float | None:
+        """``value`` rounded to the tick's decimals (a JSON number without float noise)."""
+        if value is None or self.decimals is None:
+            return value
+        return round(value, self.decimals)
 
 
 @dataclass(slots=True)
@@ -72,8 +103,15 @@ class MonitorTracker:
     max_gap: float = 10.0
     per_symbol: dict[str, SymbolStats] = field(default_factory=dict)
     ticks: int = 0
+    drops: int = 0
+    """Times a live connection was lost."""
+    drop_reasons: list[str] = field(default_factory=list)
     reconnects: int = 0
-    reconnect_reasons: list[str] = field(default_factory=list)
+    """Times the connection was live again after a drop."""
+    connect_attempts: int = 0
+    """Connection attempts (the first included)."""
+    failed_attempts: int = 0
+    """Attempts that never became live."""
     state: ConnectionState = ConnectionState.IDLE
     live_at: float | None = None
     rejected: dict[str, str] = field(default_factory=dict)
@@ -100,6 +138,9 @@ class MonitorTracker:
             stats.first_at = now
         stats.last_at = now
         stats.ticks += 1
+        fields = getattr(event.ticker, "fields", None)
+        if isinstance(fields, dict):
+            stats.learn(fields.get("lastPrice"))
         if event.last_price is not None:
             stats.last_price = event.last_price
         if event.bid is not None:
@@ -118,14 +159,27 @@ class MonitorTracker:
         stats.book_valid = event.valid
         stats.book_bid = event.best_bid
         stats.book_ask = event.best_ask
+        if event.best_bid is not None:
+            stats.learn(event.best_bid[0])
+        if event.best_ask is not None:
+            stats.learn(event.best_ask[0])
 
     def on_state(self, event: ConnectionStateEvent) -> None:
-        self.state = event.new
-        if event.new is ConnectionState.LIVE and self.live_at is None:
-            self.live_at = event.time
-        if event.new is ConnectionState.BACKOFF:
-            self.reconnects += 1
-            self.reconnect_reasons.append(event.reason)
+        S = ConnectionState
+        old, new = self.state, event.new
+        self.state = new
+        if new is S.CONNECTING:
+            self.connect_attempts += 1
+        if new is S.LIVE:
+            if self.live_at is None:
+                self.live_at = event.time
+            elif old is not S.LIVE:
+                self.reconnects += 1
+        elif old is S.LIVE and new not in (S.STOPPING, S.CLOSED):
+            self.drops += 1
+            self.drop_reasons.append(event.reason)
+        elif new in (S.BACKOFF, S.AUTH_FAILED) and old in (S.CONNECTING, S.AUTHENTICATING):
+            self.failed_attempts += 1
 
     def on_subscription(self, event: SubscriptionEvent) -> None:
         if event.status is SubscriptionStatus.RESYNC and event.topic.startswith("orderbook."):
@@ -153,9 +207,11 @@ class MonitorTracker:
         reasons = []
         if self.state is not ConnectionState.LIVE:
             reasons.append(f"connection is {self.state.value} at the end")
-        if self.reconnects:
+        if self.drops:
             reasons.append(
-                f"{self.reconnects} reconnect(s): {', '.join(sorted(set(self.reconnect_reasons)))}"
+                f"{self.drops} drop(s): {', '.join(sorted(set(self.drop_reasons)))} "
+                f"({max(0, self.connect_attempts - 1)} reconnect attempt(s), "
+                f"{self.failed_attempts} failed)"
             )
         for topic, why in sorted(self.rejected.items()):
             reasons.append(f"subscription {topic} rejected: {why}")
@@ -190,9 +246,10 @@ class MonitorTracker:
             symbols[symbol] = {
                 "ticks": stats.ticks,
                 "rate": round(self.rate(symbol, now), 3),
-                "last_price": stats.last_price,
-                "bid": stats.bid,
-                "ask": stats.ask,
+                "last_price": stats.rounded(stats.last_price),
+                "bid": stats.rounded(stats.bid),
+                "ask": stats.rounded(stats.ask),
+                "decimals": stats.decimals,
                 "longest_gap_s": round(self.gap_now(symbol, now), 3)
                 if symbol in self.symbols or stats.ticks
                 else None,
@@ -201,9 +258,9 @@ class MonitorTracker:
             if self.books:
                 symbols[symbol].update(
                     {
-                        "best_bid": _price(stats.book_bid),
-                        "best_ask": _price(stats.book_ask),
-                        "spread": _spread(stats.book_bid, stats.book_ask),
+                        "best_bid": stats.rounded(_price(stats.book_bid)),
+                        "best_ask": stats.rounded(_price(stats.book_ask)),
+                        "spread": stats.rounded(_spread(stats.book_bid, stats.book_ask)),
                         "book_valid": stats.book_valid,
                         "book_updates": stats.book_updates,
                         "book_resyncs": stats.book_resyncs,
@@ -215,8 +272,11 @@ class MonitorTracker:
             "ticks": self.ticks,
             "tick_rate": round(self.ticks / elapsed, 3) if elapsed > 0 else 0.0,
             "symbols_seen": seen,
+            "drops": self.drops,
+            "drop_reasons": self.drop_reasons,
             "reconnects": self.reconnects,
-            "reconnect_reasons": self.reconnect_reasons,
+            "connect_attempts": self.connect_attempts,
+            "failed_attempts": self.failed_attempts,
             "rejected_topics": self.rejected,
             "stable": stable,
             "reasons": reasons,

@@ -104,32 +104,139 @@ def parse_stale_spec(text: str) -> tuple[str, str | None, float | None]:
     return "symbol", f"{symbol}:{kind or '*'}", seconds
 
 
+TICKER_FIELDS: dict[str, frozenset[str]] = {
+    "linear": frozenset(
+        [
+            "tickDirection",
+            "price24hPcnt",
+            "lastPrice",
+            "prevPrice24h",
+            "highPrice24h",
+            "lowPrice24h",
+            "prevPrice1h",
+            "markPrice",
+            "indexPrice",
+            "openInterest",
+            "openInterestValue",
+            "singleOpenInterest",
+            "singleOpenInterestValue",
+            "turnover24h",
+            "volume24h",
+            "nextFundingTime",
+            "fundingRate",
+            "bid1Price",
+            "bid1Size",
+            "ask1Price",
+            "ask1Size",
+            "deliveryTime",
+            "basisRate",
+            "deliveryFeeRate",
+            "predictedDeliveryPrice",
+            "preOpenPrice",
+            "preQty",
+            "curPreListingPhase",
+            "fundingIntervalHour",
+            "fundingCap",
+            "basisRateYear",
+            "basis",
+        ]
+    ),
+    "spot": frozenset(
+        [
+            "lastPrice",
+            "highPrice24h",
+            "lowPrice24h",
+            "prevPrice24h",
+            "volume24h",
+            "turnover24h",
+            "price24hPcnt",
+            "usdIndexPrice",
+        ]
+    ),
+    "option": frozenset(
+        [
+            "bidPrice",
+            "bidSize",
+            "bidIv",
+            "askPrice",
+            "askSize",
+            "askIv",
+            "lastPrice",
+            "highPrice24h",
+            "lowPrice24h",
+            "markPrice",
+            "indexPrice",
+            "markPriceIv",
+            "underlyingPrice",
+            "openInterest",
+            "turnover24h",
+            "volume24h",
+            "totalVolume",
+            "totalTurnover",
+            "delta",
+            "gamma",
+            "vega",
+            "theta",
+            "predictedDeliveryPrice",
+            "change24h",
+        ]
+    ),
+}
+"""The ticker fields Bybit sends per category (``--stale-field`` names one of them)."""
+TICKER_FIELDS["inverse"] = TICKER_FIELDS["linear"]
+
+
 def policy_from_specs(
     stale: Iterable[str] = (),
     fields: Iterable[str] = (),
     *,
     recycle_after: float | None = 30.0,
     down_after: float | None = 60.0,
+    symbols: Iterable[str] | None = None,
+    category: str | None = None,
 ) -> StalenessPolicy:
-    """A :class:`StalenessPolicy` from ``--stale`` and ``--stale-field`` values."""
+    """A :class:`StalenessPolicy` from ``--stale`` and ``--stale-field`` values.
+
+    With ``symbols``, a ``--stale`` naming a symbol (or topic) outside them is refused; with
+    ``category``, a ``--stale-field`` that is not a ticker field of that category is refused
+    (both would otherwise be accepted and never apply).
+    """
+    watched = None if symbols is None else set(symbols)
     kinds: dict[str, float | None] = dict(DEFAULT_THRESHOLDS)
-    symbols: dict[str, dict[str, float | None]] = {}
+    per_symbol: dict[str, dict[str, float | None]] = {}
     topics: dict[str, float | None] = {}
     for text in stale:
         scope, key, seconds = parse_stale_spec(text)
         assert key is not None
         if scope == "kind":
             kinds[key] = seconds
-        elif scope == "topic":
+            continue
+        named = key.partition(":")[0] if scope == "symbol" else key.rsplit(".", 1)[-1]
+        if watched is not None and named not in watched:
+            raise ValueError(
+                f"--stale {text}: {named} is not one of the symbols watched "
+                f"({', '.join(sorted(watched))}) nor a topic kind ({', '.join(DEFAULT_THRESHOLDS)})"
+            )
+        if scope == "topic":
+            if key.split(".", 1)[0] not in DEFAULT_THRESHOLDS:
+                raise ValueError(f"--stale {text}: unknown topic kind in {key!r}")
             topics[key] = seconds
         else:
             symbol, _, kind = key.partition(":")
-            symbols.setdefault(symbol, {})[kind] = seconds
+            per_symbol.setdefault(symbol, {})[kind] = seconds
+    known = None if category is None else TICKER_FIELDS.get(category)
     field_thresholds: dict[str, float] = dict(DEFAULT_FIELD_THRESHOLDS)
+    if known is not None:
+        field_thresholds = {k: v for k, v in field_thresholds.items() if k in known}
     for text in fields:
         name, sep, value = text.partition("=")
         if not sep or not name.strip():
             raise ValueError(f"expected FIELD=SECONDS (e.g. markPrice=30), got {text!r}")
+        if known is not None and name.strip() not in known:
+            raise ValueError(
+                f"--stale-field {text}: {name.strip()!r} is not a {category} ticker field "
+                "(e.g. markPrice, indexPrice, lastPrice)"
+            )
         if value.strip().lower() in ("off", "none", "never"):
             field_thresholds.pop(name.strip(), None)
             continue
@@ -140,7 +247,7 @@ def policy_from_specs(
         field_thresholds[name.strip()] = seconds
     return StalenessPolicy(
         thresholds=kinds,
-        symbol_thresholds=symbols,
+        symbol_thresholds=per_symbol,
         topic_thresholds=topics,
         fields=field_thresholds,
         recycle_after=recycle_after,
@@ -164,40 +271,38 @@ async def run_serve(
     out = out if out is not None else sys.stdout
     clock = clock if clock is not None else SystemClock()
     stop = stop_event if stop_event is not None else asyncio.Event()
-    emulator: Any = None
-    url = opts.url
-    if opts.sim:
-        emulator, url = await start_sim(opts.category, list(opts.symbols), opts.sim_rate)
     bus = EventBus()
-    await bus.start()
-    ws = BybitPublicWebSocket(
-        bus,
-        opts.category,
-        testnet=opts.testnet,
-        url=url,
-        clock=clock,
-        ping_interval=opts.ping_interval,
-        pong_timeout=opts.pong_timeout,
-        connect_timeout=opts.connect_timeout,
-        backoff=BackoffPolicy(),
-    )
-    health = HealthMonitor(
-        bus, [ws], clock=clock, policy=opts.policy, check_interval=opts.check_interval
-    )
+    health = HealthMonitor(bus, clock=clock, policy=opts.policy, check_interval=opts.check_interval)
     server = HealthServer(
         health, opts.http_host, opts.http_port, allow_remote=opts.allow_remote, title="HEAN"
     )
+    try:  # bind first: a taken port is reported before anything connects
+        await server.start()
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"hean serve: cannot listen on {opts.http_host}:{opts.http_port}: {why}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_CANNOT_SERVE
+    emulator: Any = None
+    ws: BybitPublicWebSocket | None = None
     connecting: asyncio.Task[None] | None = None
+    await bus.start()
     try:
-        try:
-            await server.start()
-        except OSError as exc:
-            print(
-                f"hean serve: cannot listen on {opts.http_host}:{opts.http_port}: "
-                f"{exc.strerror or exc}",
-                file=sys.stderr,
-            )
-            return EXIT_CANNOT_SERVE
+        url = opts.url
+        if opts.sim:
+            emulator, url = await start_sim(opts.category, opts.sim_rate)
+        ws = BybitPublicWebSocket(
+            bus,
+            opts.category,
+            testnet=opts.testnet,
+            url=url,
+            clock=clock,
+            ping_interval=opts.ping_interval,
+            pong_timeout=opts.pong_timeout,
+            connect_timeout=opts.connect_timeout,
+            backoff=BackoffPolicy(),
+        )
+        health.add(ws)
         await health.start()
         await ws.subscribe_tickers(opts.symbols)
         if opts.books is not None:
@@ -223,7 +328,8 @@ async def run_serve(
                 await connecting
         await server.stop()
         await health.stop()
-        await ws.disconnect()
+        if ws is not None:
+            await ws.disconnect()
         await bus.stop()
         if emulator is not None:
             await emulator.stop()
