@@ -174,3 +174,33 @@ def test_policy_from_specs() -> None:
     assert policy.threshold("kline.1.BTCUSDT") == 90.0
     assert dict(policy.fields) == {"indexPrice": 20.0}
     assert policy.recycle_after is None and policy.down_after == 5.0
+
+
+def test_monitor_private_connection_auth_and_account_are_on_health() -> None:
+    """Issue 13, item 2: the private stream of ``hean monitor --sim --private --http`` is on
+    /health and the dashboard's state: its connection, auth state and the account's sync."""
+    proc = subprocess.Popen(
+        [*HEAN, "monitor", "--sim", "--private", "--duration", "4", "--json", "--http", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    base = wait_for_url(proc.stderr)
+    deadline = time.monotonic() + 15
+    doc: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        doc = json.loads(get(base + "health")[1])
+        conns = doc["connections"]
+        assert isinstance(conns, dict)
+        if "private" in conns and doc["accounts"] and conns["private"]["state"] == "live":
+            break
+        time.sleep(0.1)
+    conns = doc["connections"]
+    assert isinstance(conns, dict) and set(conns) == {"public/linear", "private"}, doc
+    assert conns["private"]["auth"] == "ok" and conns["public/linear"]["auth"] == "not_required"
+    state = json.loads(get(base + "api/state")[1])
+    assert state["connections"]["private"]["auth"] == "ok"
+    assert state["accounts"]["account"]["sync"] == "in_sync"
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err

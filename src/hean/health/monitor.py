@@ -163,11 +163,18 @@ class FeedStatus:
     @property
     def auth_state(self) -> str:
         """``not_required``, ``pending``, ``ok`` or ``failed``."""
-        state = self.feed.session.state
+        session = self.feed.session
+        state = session.state
         if state is ConnectionState.AUTHENTICATING:
             return "pending"
         if state.value == "auth_failed":
             return "failed"
+        if getattr(session, "auth", None) is not None:
+            # an authenticated stream (private, trade): judged by its session, whether or not
+            # its AUTH event came before this monitor was watching
+            if state is ConnectionState.LIVE:
+                return "ok"
+            return "failed" if getattr(session, "last_auth_failure", None) else "pending"
         if not self.auth_seen:
             return "not_required"
         return "ok" if self.auth_ok else "failed"
@@ -516,7 +523,7 @@ class HealthMonitor:
             reason=reason,
             live_since=session.stats.live_since,
             breaker_open=session.breaker.state is BreakerState.OPEN,
-            auth_failed=status.auth_reason if status.auth_seen and not status.auth_ok else None,
+            auth_failed=_auth_failure(status),
             required=status.required,
         )
 
@@ -835,6 +842,16 @@ class HealthMonitor:
         doc["uptime_s"] = round(now - self.started_at, 3)
         doc["check_interval_s"] = self.check_interval
         return doc
+
+
+def _auth_failure(status: FeedStatus) -> str | None:
+    """The reason of a failed authentication, or ``None``."""
+    if status.auth_seen and not status.auth_ok:
+        return status.auth_reason
+    if status.auth_state == "failed":
+        failure = getattr(status.feed.session, "last_auth_failure", None)
+        return str(getattr(failure, "reason", "")) or "rejected"
+    return None
 
 
 def connection_reason(session: Session, now: float) -> str:
