@@ -32,26 +32,32 @@ SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
 
 READ = """(() => {
   const rows = {};
-  for (const tr of document.querySelectorAll('#topics tbody tr[data-topic]')) {
+  for (const tr of document.querySelectorAll('#symbols tbody tr[data-symbol]')) {
     const cell = (k) => tr.querySelector('td.' + k).textContent;
-    rows[tr.dataset.topic] = {symbol: tr.dataset.symbol, messages: Number(cell('messages')),
-      age: cell('age'), price: cell('price'), state: cell('state'), book: cell('book'),
-      rate: cell('rate')};
-  }
-  const conns = Array.from(document.querySelectorAll('#connections tbody tr[data-connection]'))
-    .map((tr) => [tr.dataset.connection, tr.querySelector('td.state').textContent]);
-  const spark = document.querySelector('#topics canvas.spark');
-  let inked = 0;
-  if (spark) {
-    const d = spark.getContext('2d').getImageData(0, 0, spark.width, spark.height).data;
+    const cls = (k) => tr.querySelector('td.' + k).className;
+    const canvas = tr.querySelector('canvas.spark');
+    let inked = 0;
+    const d = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
     for (let i = 3; i < d.length; i += 4) if (d[i] > 0) inked += 1;
+    rows[tr.dataset.symbol] = {price: cell('price'), bid: cell('bid'), ask: cell('ask'),
+      spread: cell('spread'), book: cell('book'), book_class: cls('book'), age: cell('age'),
+      age_class: cls('age'), rate: cell('rate'), state: cell('state'),
+      state_class: cls('state'), reason: cell('reason'), inked};
+  }
+  const conns = {};
+  for (const tr of document.querySelectorAll('#connections tbody tr[data-connection]')) {
+    conns[tr.dataset.connection] = {state: tr.querySelector('td.state').textContent,
+      detail: tr.querySelector('td.detail').textContent,
+      auth: tr.querySelector('td.auth').textContent};
   }
   return JSON.stringify({
     status: document.getElementById('status').textContent,
     polls: Number(document.getElementById('updated').dataset.polls),
+    clock: document.getElementById('clock').textContent,
     reasons: Array.from(document.querySelectorAll('#reasons li')).map((li) => li.textContent),
     history: document.querySelectorAll('#history tbody tr').length,
-    rows, conns, inked, text: document.body.innerText,
+    history_hidden: document.getElementById('history-section').hidden,
+    rows, conns, text: document.body.innerText,
   });
 })()"""
 
@@ -63,10 +69,23 @@ async def read(browser: Browser) -> dict[str, Any]:
     return result
 
 
-async def test_dashboard_loads_shows_symbols_and_updates_live(
+def age_seconds(text: str) -> float:
+    value, unit = text.split(" ")
+    return float(value) * {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}[unit]
+
+
+async def test_dashboard_tells_the_truth_in_every_state(
     bus: EventBus, emulator: Emulator, tmp_path: Path
 ) -> None:
-    ws = make_ws(bus, emulator)
+    """Issue 13: one row per symbol with price, price sparkline, spread, book validity and
+    depth, an age that grows while nothing arrives and the reason; times in UTC; checked in
+    the states healthy, one symbol stale, book invalid, auth failed and venue down, with a
+    screenshot of each (test-artifacts/dashboard-<state>.png)."""
+    from hean.core.secrets import Secret
+    from hean.exchange.bybit.protocol.auth import AuthError
+    from hean.exchange.bybit.ws_private import BybitPrivateWebSocket
+
+    ws = make_ws(bus, emulator, book_repair_timeout=ms(200))
     health = HealthMonitor(
         bus,
         [ws],
@@ -81,54 +100,138 @@ async def test_dashboard_loads_shows_symbols_and_updates_live(
     server = HealthServer(health, title="HEAN test desk")
     await server.start()
     browser = Browser(tmp_path / "profile")
+    private: BybitPrivateWebSocket | None = None
+    loop = asyncio.get_running_loop()
+
+    async def wait_for(check: Any, what: str, timeout: float = 10.0) -> dict[str, Any]:
+        deadline = loop.time() + timeout
+        while True:
+            page = await read(browser)
+            if check(page):
+                return page
+            assert loop.time() < deadline, f"{what}: {page}"
+            await asyncio.sleep(0.1)
+
+    async def shot(state: str) -> None:
+        path = ARTIFACTS / f"dashboard-{state}.png"
+        await browser.screenshot(path)
+        assert path.stat().st_size > 10_000
+
     try:
         await until(lambda: health.quality.ws_ok, timeout=3)
         await browser.start()
         await browser.goto(server.url)
-        loop = asyncio.get_running_loop()
         deadline = loop.time() + 15
         while not await browser.evaluate(
             "location.href.startsWith('http') && !!document.getElementById('updated')"
         ):
             assert loop.time() < deadline, "the dashboard never loaded"
             await asyncio.sleep(0.05)
-        while True:
-            first = await read(browser)
-            if len(first["rows"]) == 4 and first["polls"] >= 1 and first["inked"] > 0:
-                break
-            assert loop.time() < deadline, f"dashboard never filled in: {first}"
-            await asyncio.sleep(0.1)
-        # it shows the symbols, the connection and the verdict
-        assert {r["symbol"] for r in first["rows"].values()} == set(SYMBOLS)
-        assert first["status"] == "SAFE TO TRADE" and first["reasons"] == []
-        assert first["conns"] == [["public/linear", "live"]]
-        assert "HEAN test desk" in first["text"]
-        assert first["rows"]["orderbook.50.BTCUSDT"]["book"] == "valid"
-        for topic in (f"tickers.{s}" for s in SYMBOLS):
-            assert first["rows"][topic]["messages"] > 0
-            assert first["rows"][topic]["price"] not in ("", "-")
-        # ... and it updates live: counts grow between two reads two seconds apart
-        await asyncio.sleep(2.0)
-        second = await read(browser)
-        assert second["polls"] >= first["polls"] + 1
-        for topic, row in first["rows"].items():
-            assert second["rows"][topic]["messages"] > row["messages"], topic
-            assert float(second["rows"][topic]["rate"]) > 0
-        # a stale symbol shows up on the page
+
+        # -- healthy: one row per symbol (not per topic), every figure filled in --------------
+        page = await wait_for(
+            lambda p: (
+                set(p["rows"]) == set(SYMBOLS)
+                and p["status"] == "SAFE TO TRADE"
+                and all(r["inked"] > 0 for r in p["rows"].values())
+                and p["rows"]["BTCUSDT"]["book"] == "valid \u00b7 50"
+            ),
+            "never healthy and filled in",
+        )
+        await shot("healthy")
+        assert page["reasons"] == [] and "HEAN test desk" in page["text"]
+        assert page["conns"]["public/linear"]["state"] == "live"
+        assert page["clock"].endswith(" UTC") and " UTC" in page["text"]
+        for symbol, row in page["rows"].items():
+            assert row["state"] == "fresh" and row["reason"] == "", symbol
+            assert row["price"] not in ("", "-") and "." in row["price"], row
+            assert age_seconds(row["age"]) < 0.5 and float(row["rate"]) > 0
+        btc = page["rows"]["BTCUSDT"]
+        decimals = len(btc["price"].rsplit(".", 1)[1])
+        assert len(btc["spread"].rsplit(".", 1)[1]) == decimals  # the tick's decimals
+        assert float(btc["ask"].replace(",", "")) > float(btc["bid"].replace(",", ""))
+        assert "INVALID" not in page["text"] and page["history"] >= 1
+
+        # -- one symbol stale: its row says so and why; the others stay fresh ----------------
         emulator.set_faults(paused_symbols={"ETHUSDT"})
-        deadline = loop.time() + 10
-        while True:
-            third = await read(browser)
-            if third["status"] == "DEGRADED":
-                break
-            assert loop.time() < deadline, f"stale symbol never shown: {third}"
-            await asyncio.sleep(0.1)
-        assert third["rows"]["tickers.ETHUSDT"]["state"].startswith("stale")
-        assert any("ETHUSDT: stale" in r for r in third["reasons"])
-        assert third["history"] >= 2
-        await browser.screenshot(ARTIFACTS / "dashboard.png")
-        assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+        page = await wait_for(
+            lambda p: p["status"] == "DEGRADED" and p["rows"]["ETHUSDT"]["state"] != "fresh",
+            "the stale symbol never shown",
+        )
+        await shot("stale")
+        eth = page["rows"]["ETHUSDT"]
+        assert eth["state"] == "stale" and "bad" in eth["state_class"]
+        assert eth["reason"].startswith("no update for") and "bad" in eth["age_class"]
+        assert age_seconds(eth["age"]) > 0.5
+        assert page["rows"]["BTCUSDT"]["state"] == "fresh"
+        assert any("ETHUSDT: stale" in r for r in page["reasons"])
         emulator.set_faults(paused_symbols=set())
+        await wait_for(lambda p: p["status"] == "SAFE TO TRADE", "never recovered")
+
+        # -- book invalid: every snapshot that would repair it is lost ------------------------
+        [conn] = emulator.live_connections("linear")
+        topic = "orderbook.50.BTCUSDT"
+        emulator.inject("lose_snapshot", conn_id=conn.conn_id, topic=topic, repeat=True)
+        emulator.inject("u_gap", conn_id=conn.conn_id, topic=topic)
+        page = await wait_for(
+            lambda p: (
+                p["rows"]["BTCUSDT"]["book"].startswith("INVALID")
+                and p["rows"]["BTCUSDT"]["state"] != "fresh"
+            ),
+            "the invalid book never shown",
+        )
+        await shot("book-invalid")
+        btc = page["rows"]["BTCUSDT"]
+        assert "bad" in btc["book_class"] and btc["reason"].startswith("book invalid")
+        assert page["status"] != "SAFE TO TRADE"
+        emulator.clear_injections(conn.conn_id)
+
+        # -- auth failed: a private connection with a wrong key -------------------------------
+        private = BybitPrivateWebSocket(
+            bus,
+            api_key=Secret.api_key("WRONGKEY"),
+            api_secret=Secret.of("wrong-secret"),
+            url=emulator.url("private"),
+            connect_timeout=ms(1000),
+        )
+        health.add(private)
+        with pytest.raises(AuthError):
+            await private.connect(timeout=2)
+        page = await wait_for(
+            lambda p: "private" in p["conns"] and p["conns"]["private"]["auth"] == "failed",
+            "the failed auth never shown",
+        )
+        await shot("auth-failed")
+        assert page["status"] in ("DOWN", "DEGRADED")
+        assert any("authentication failed" in r for r in page["reasons"]), page["reasons"]
+        assert page["conns"]["private"]["state"] != "live"
+        assert "authentication failed" in page["conns"]["private"]["detail"]
+        await private.disconnect()
+        health.remove(private.name)
+
+        # -- venue down: no row may call itself fresh; ages keep growing ----------------------
+        await emulator.stop()
+        page = await wait_for(
+            lambda p: (
+                p["status"] == "DOWN" and all(r["state"] != "fresh" for r in p["rows"].values())
+            ),
+            "the rows never escalated while the venue is down",
+        )
+        first_ages = {s: age_seconds(r["age"]) for s, r in page["rows"].items()}
+        await asyncio.sleep(1.0)
+        page = await read(browser)
+        await shot("venue-down")
+        assert page["conns"]["public/linear"]["state"] != "live"
+        assert "backoff" in page["conns"]["public/linear"]["detail"] or (
+            "circuit open" in page["conns"]["public/linear"]["detail"]
+        )
+        for symbol, row in page["rows"].items():
+            assert row["state"] in ("stale", "down") and "bad" in row["state_class"], row
+            assert row["reason"].startswith("connection "), row
+            assert age_seconds(row["age"]) > first_ages[symbol] + 0.5, (symbol, row)
+            assert row["book"] != "valid \u00b7 50"  # a book nobody updates is not "valid"
+        assert page["rows"]["BTCUSDT"]["book"].startswith(("stale", "INVALID"))
+        assert not page["history_hidden"] and page["history"] >= 2
         # self-contained: nothing was fetched from anywhere but this server
         urls = browser.requested_urls()
         assert urls and all(u.startswith(server.url) for u in urls), urls
@@ -137,6 +240,8 @@ async def test_dashboard_loads_shows_symbols_and_updates_live(
         await browser.stop()
         await server.stop()
         await health.stop()
+        if private is not None:
+            await private.disconnect()
         await ws.disconnect()
 
 

@@ -255,6 +255,8 @@ class HealthMonitor:
         """Recent connection state changes (newest last)."""
         self.rates: dict[tuple[str, str], deque[float]] = {}
         """Messages per second per (connection, topic), one sample per ``sample_interval``."""
+        self.prices: dict[tuple[str, str], deque[float]] = {}
+        """Last price per (category, symbol), one sample per ``sample_interval`` (sparklines)."""
         self.checks = 0
         self._routes: dict[str, dict[str, _Route]] = {}
         self._misses: set[tuple[str, str]] = set()
@@ -481,6 +483,12 @@ class HealthMonitor:
                 continue
             series = self.rates.setdefault(key, deque(maxlen=RATE_WINDOW))
             series.append(round((w.messages - before) / (now - last), 3))
+        for w in self.staleness:
+            if w.kind == "tickers" and w.last_price is not None:
+                status = self.feeds.get(w.connection)
+                cat = "" if status is None else _category(status.feed)
+                prices = self.prices.setdefault((cat, w.symbol), deque(maxlen=RATE_WINDOW))
+                prices.append(w.last_price)
 
     def _assess(self, now: float) -> None:
         views = [self._view(s) for s in self.feeds.values()]
@@ -699,6 +707,11 @@ class HealthMonitor:
             "required": status.required,
             "uptime_s": None if stats.live_since is None else round(now - stats.live_since, 3),
             "connects": stats.connects,
+            "drops": max(
+                0,
+                stats.connects
+                - (view.state in (ConnectionState.LIVE, ConnectionState.AUTHENTICATING)),
+            ),
             "reconnects": stats.reconnects,
             "last_disconnect_reason": stats.last_disconnect_reason,
             "detail": connection_reason(session, now),
@@ -811,6 +824,62 @@ class HealthMonitor:
         }
         return q.ws_ok, doc
 
+    def _symbols_doc(self, topics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One row per symbol (the dashboard's table): its ticker's price and rate, its book's
+        validity, best prices and depth, the worst stage of its topics and why."""
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for t in topics:
+            status = self.feeds.get(t["connection"])
+            cat = "" if status is None else _category(status.feed)
+            key = (cat, t["symbol"])
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = {
+                    "symbol": t["symbol"], "category": cat, "connections": [],
+                    "last_price": None, "bid": None, "ask": None, "spread": None,
+                    "decimals": None, "rate": None, "lag_ms": None, "prices": [],
+                    "book": None, "age_s": None, "stage": "fresh", "stale": False,
+                    "reason": "", "topics": [], "messages": 0,
+                }  # fmt: skip
+            if t["connection"] not in row["connections"]:
+                row["connections"].append(t["connection"])
+            row["topics"].append(t["topic"])
+            row["messages"] += t["messages"]
+            w = self.staleness.get(t["connection"], t["topic"])
+            if t["kind"] == "tickers":
+                row.update(last_price=t["last_price"], rate=t["rate"], lag_ms=t["lag_ms"])
+                if row["bid"] is None:
+                    row.update(bid=t["bid"], ask=t["ask"])
+                ticker = None if w is None else w.ticker
+                fields = getattr(ticker, "fields", None)
+                if isinstance(fields, dict):
+                    row["decimals"] = _decimals(fields.get("lastPrice"))
+                row["prices"] = list(self.prices.get(key, ()))
+            elif t["kind"] == "orderbook":
+                depth = t["topic"].split(".")[1]
+                book_stale = t["stage"] != "fresh" or bool(t["reason"])
+                row["book"] = {
+                    "valid": t["book_valid"], "reason": t["book_reason"],
+                    "depth": int(depth) if depth.isdigit() else None,
+                    "stale": book_stale and t["book_valid"] is not False,
+                }  # fmt: skip
+                if t["bid"] is not None:
+                    row.update(bid=t["bid"], ask=t["ask"])
+            if t["threshold_s"] is not None and t["required"]:
+                if row["age_s"] is None or t["age_s"] > row["age_s"]:
+                    row["age_s"] = t["age_s"]
+                if _STAGE_ORDER.get(t["stage"], 0) > _STAGE_ORDER.get(row["stage"], 0):
+                    row["stage"] = t["stage"]
+                row["stale"] = row["stale"] or t["stale"]
+                if t["reason"] and (not row["reason"] or t["stale"]):
+                    row["reason"] = t["reason"]
+        for row in rows.values():
+            if row["bid"] is not None and row["ask"] is not None:
+                spread = row["ask"] - row["bid"]
+                d = row["decimals"]
+                row["spread"] = round(spread, d) if d is not None else round(spread, 10)
+        return sorted(rows.values(), key=lambda r: (r["category"], r["symbol"]))
+
     def state(self, now: float | None = None) -> dict[str, Any]:
         """Everything the dashboard shows (``/api/state``)."""
         if now is None:
@@ -837,6 +906,7 @@ class HealthMonitor:
         doc["topics"] = sorted(
             topics, key=lambda t: (t["symbol"], t["kind"], t["topic"], t["connection"])
         )
+        doc["symbols"] = self._symbols_doc(doc["topics"])
         doc["history"] = [{**h, "ago_s": round(now - h["time"], 3)} for h in self.history]
         doc["wall_ms"] = int((now + self._wall_offset) * 1000)
         doc["uptime_s"] = round(now - self.started_at, 3)
@@ -877,6 +947,16 @@ def connection_reason(session: Session, now: float) -> str:
     if state is ConnectionState.CONNECTING and last:
         return f"connecting (last failure: {last})"
     return state.value
+
+
+_STAGE_ORDER = {"fresh": 0, "stale": 1, "recycled": 2, "down": 3}
+
+
+def _decimals(text: object) -> int | None:
+    if not isinstance(text, str) or not text:
+        return None
+    _, dot, frac = text.partition(".")
+    return len(frac) if dot else 0
 
 
 def _category(feed: Feed) -> str:
