@@ -159,3 +159,16 @@ async def test_account_heals_after_an_outage_with_rest_url(
         assert private["account"] == "in_sync" and private["reconciliations"] == 2
         assert private["last_run"].startswith("reconciled (gap)")
         assert private["gaps"] == 4  # order, execution, position, wallet
+
+
+def test_sim_activity_makes_the_private_counts_move() -> None:
+    """Issue 13, item 11: ``--sim --private`` showed all counts at 0 (the demo account never
+    trades); with ``--sim-activity`` orders are placed, filled and cancelled, and watched live."""
+    proc = run("monitor", "--sim", "--private", "--sim-activity", "10", "--duration", "2",
+               "--json", "--symbols", "BTCUSDT")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    private = json.loads(proc.stdout)["private"]
+    events = private["events"]
+    assert events["order"] >= 10 and events["execution"] >= 2, private
+    assert events["position"] > 0 and events["wallet"] > 0, private
+    assert private["account"] == "in_sync"

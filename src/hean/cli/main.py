@@ -232,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PER_SECOND",
         help="with --sim: ticker messages per second per symbol (default 10)",
     )
+    mon.add_argument(
+        "--sim-activity",
+        type=_positive_float,
+        default=None,
+        metavar="PER_SECOND",
+        help="with --sim --private: simulated activity on the demo account, steps per second "
+        "(orders placed, filled, cancelled; default: none)",
+    )
     _add_http_options(mon, None)
 
     srv = sub.add_parser(
@@ -563,7 +571,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             http_port=args.http,
             http_host=args.http_host or "127.0.0.1",
             allow_remote=args.http_host is not None,
+            sim_activity=args.sim_activity,
         )
+        if args.sim_activity is not None and not (args.sim and args.private):
+            parser.error("--sim-activity needs --sim and --private (it acts on the demo account)")
         if args.books is not None:
             from hean.exchange.bybit.ws_public import BOOK_DEPTHS
 

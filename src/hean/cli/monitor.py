@@ -80,6 +80,9 @@ class MonitorOptions:
     http_host: str = "127.0.0.1"
     allow_remote: bool = False
     """Permit a non-loopback ``http_host`` (the CLI sets it when ``--http-host`` is given)."""
+    sim_activity: float | None = None
+    """With ``--sim --private``: steps per second of simulated activity on the emulator's demo
+    account (orders placed, filled, cancelled: :class:`hean.emulator.activity.DemoActivity`)."""
 
 
 async def run_monitor(
@@ -146,6 +149,7 @@ async def run_monitor(
     private_bus: EventBus | None = None
     rest: BybitRestClient | None = None
     ws: BybitPublicWebSocket | None = None
+    activity: Any = None
     target = ""
     interrupted = ""
     try:
@@ -228,6 +232,12 @@ async def run_monitor(
                         health.add(private_ws)
             if not started:
                 interrupted = "interrupted while connecting the private stream"
+            elif emulator is not None and opts.sim_activity is not None:
+                from hean.emulator import DEFAULT_API_KEY
+                from hean.emulator.activity import DemoActivity
+
+                activity = DemoActivity(emulator, DEFAULT_API_KEY, rate=opts.sim_activity)
+                activity.start()
         tracker.started_at = clock.monotonic()
         if not interrupted and ws is not None:
             await _watch(opts, ws, tracker, clock, stop, console)
@@ -235,6 +245,8 @@ async def run_monitor(
             _note_private(tracker, private_ws, account)
         report = _report(tracker, clock.monotonic(), opts, ws, target, interrupted)
     finally:
+        if activity is not None:
+            await activity.stop()
         await _close(private_ws, account, rest, private_bus, server, health, hubs, bus, emulator)
     if opts.json_output:
         out.write(json.dumps(report) + "\n")
@@ -461,7 +473,7 @@ async def _start_private(
         bus.subscribe(EventType.ACCOUNT_SYNC, on_sync, name="monitor")
         stats.account = "not_started"
     where = f" + account via {rest.url}" if rest is not None else ""
-    console.print(f"[bold]hean monitor[/] private stream {private.url}{where} ...")
+    console.print(f"[bold]hean monitor[/] private stream {private.url}{where} ...", soft_wrap=True)
     try:
         if account is not None:
             await account.start()
