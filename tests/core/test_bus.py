@@ -555,6 +555,16 @@ async def test_stream_iteration_get_and_close() -> None:
         if len(got) == 3:
             break
     assert got == [0, 1, 2]
+    # issue 13: leaving the loop unsubscribes (its queue does not keep growing)
+    await settle()
+    assert not s.active and bus.stats() == []
+    bus.publish(TICK, 99)
+    assert s.depth == 0
+    s = bus.stream(TICK, maxsize=10)
+    bus.publish(TICK, 0)
+    bus.publish(TICK, 1)
+    bus.publish(TICK, 2)
+    assert [s.get_nowait() for _ in range(3)] == [0, 1, 2]
 
     async def consume() -> list[int]:
         return [ev async for ev in s]
@@ -899,3 +909,31 @@ def test_counters_invariant_property(
         await bus.stop()
 
     asyncio.run(scenario())
+
+
+async def test_a_stream_is_unsubscribed_when_its_loop_breaks_or_raises() -> None:
+    """Issue 13, item 10: ``async for ev in bus.stream(...)`` left by break or by an exception
+    unsubscribes the stream; before, its queue kept filling (and counting drops) forever."""
+    bus = make_bus()
+    await bus.start()
+
+    async def first_of(stream: EventStream) -> Any:
+        async for ev in stream:
+            return ev
+        return None
+
+    s = bus.stream(TICK, maxsize=4)
+    bus.publish(TICK, "a")
+    assert await first_of(s) == "a"
+    await settle()
+    for i in range(10):
+        bus.publish(TICK, i)
+    assert not s.active and s.depth == 0 and s.dropped == 0
+    s = bus.stream(TICK, maxsize=4)
+    bus.publish(TICK, "b")
+    with pytest.raises(RuntimeError):
+        async for _ in s:
+            raise RuntimeError("consumer failed")
+    await settle()
+    assert not s.active and bus.stats() == []
+    await bus.stop()

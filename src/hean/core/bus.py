@@ -638,7 +638,21 @@ class EventStream(_QueuedSubscription):
         self._bus.unsubscribe(self)
 
     def __aiter__(self) -> AsyncIterator[Any]:
-        return self
+        """``async for ev in stream``: the stream is closed (unsubscribed) when the loop ends,
+        by ``break``, ``return`` or an exception as well as by the stream closing, so a
+        forgotten stream does not keep queueing events (one iterating consumer per stream)."""
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Any]:
+        try:
+            while True:
+                try:
+                    event = await self.get()
+                except StreamClosed:
+                    return
+                yield event
+        finally:
+            self.close()
 
     async def __anext__(self) -> Any:
         try:

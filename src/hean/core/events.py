@@ -3,6 +3,14 @@
 Events are immutable :class:`msgspec.Struct` objects: cheap to create (one allocation, no
 ``__dict__``) and safe to hand to many subscribers at once. Large state (a merged ticker, a book)
 is *referenced*, never copied, so an event is the same size whatever it points at.
+
+Value types, one rule: **every value from the exchange is kept as the exact string Bybit sent**
+(prices, sizes, quantities, balances: ticker ``fields``, book levels, trades, klines, orders,
+executions, positions, wallets), so nothing is rounded behind your back (``Decimal(text)`` for
+exact arithmetic). **Floats exist only as named conveniences for prices**: ``TickEvent``'s
+``last_price`` / ``bid`` / ``ask``; ``best_bid_price`` / ``best_ask_price`` / ``spread`` on
+``OrderBookEvent`` and on the book (which adds ``mid``, ``bids_float()`` and ``asks_float()``).
+Times are ints in Unix ms (exchange and wall) or floats in monotonic seconds (``recv_time``).
 """
 
 from __future__ import annotations
@@ -192,6 +200,22 @@ class OrderBookEvent(msgspec.Struct, frozen=True, gc=False):
     book: OrderBook
     """The :class:`~hean.exchange.bybit.state.orderbook.OrderBook` (shared, not copied: it moves
     on with later messages; read it in the handler or copy what you need)."""
+
+    @property
+    def best_bid_price(self) -> float | None:
+        """``best_bid``'s price as a float (the convenience; the string is exact)."""
+        return None if self.best_bid is None else float(self.best_bid[0])
+
+    @property
+    def best_ask_price(self) -> float | None:
+        """``best_ask``'s price as a float."""
+        return None if self.best_ask is None else float(self.best_ask[0])
+
+    @property
+    def spread(self) -> float | None:
+        """Best ask minus best bid, as a float (``None`` unless both sides exist)."""
+        bid, ask = self.best_bid_price, self.best_ask_price
+        return None if bid is None or ask is None else ask - bid
 
 
 class TradeEvent(msgspec.Struct, frozen=True, gc=False):

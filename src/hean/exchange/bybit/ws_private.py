@@ -51,7 +51,7 @@ import random
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from hean.core.clock import Clock, SystemClock
 from hean.core.config import Settings
@@ -311,6 +311,16 @@ class AuthenticatedStream:
         if state is ConnectionState.CLOSED:
             return
         await self.connection.stop()
+
+    async def __aenter__(self) -> Self:
+        """``async with client:`` connects (waiting until live, retrying with backoff; bound
+        it with ``asyncio.timeout`` if needed) and disconnects on the way out, whatever
+        happened inside."""
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.disconnect()
 
     def recycle(self, reason: str = "recycled") -> None:
         """Drop the connection now (if connected) and reconnect through the normal backoff,

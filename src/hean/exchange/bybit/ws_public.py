@@ -306,6 +306,16 @@ class BybitPublicWebSocket:
         if self.backfill is not None:
             await self.backfill.close()
 
+    async def __aenter__(self) -> BybitPublicWebSocket:
+        """``async with client:`` connects (waiting until live, retrying with backoff; bound
+        it with ``asyncio.timeout`` if needed) and disconnects on the way out, whatever
+        happened inside."""
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.disconnect()
+
     def recycle(self, reason: str = "recycled") -> None:
         """Drop the live connection now and reconnect through the normal backoff.
 
