@@ -5,6 +5,7 @@ category from the URL, and the HTTP port bound before anything connects."""
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import subprocess
 import sys
@@ -124,3 +125,29 @@ def test_serve_binds_before_connecting_and_names_the_host() -> None:
         proc = run(command, "--sim", "--http-host", "192.0.2.1", "--http", "0", "--duration", "1")
         assert proc.returncode == 2
         assert "192.0.2.1:0" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_monitor_serve_and_gateway_say_which_event_loop_they_run_on() -> None:
+    """Issue 12, item 4: uvloop when installed (the ``fast`` extra), and each command says so."""
+    pytest.importorskip("uvloop")
+    mon = run("monitor", "--sim", "--duration", "1", "--json", "--log-level", "INFO")
+    assert mon.returncode == 0, mon.stderr
+    assert json.loads(mon.stdout)["event_loop"] == "uvloop"
+    assert "event loop: uvloop" in mon.stderr  # the start-up log line
+    text = run("monitor", "--sim", "--duration", "1")
+    assert "event loop uvloop" in text.stdout
+    serve = run("serve", "--sim", "--http", "0", "--duration", "1")
+    assert serve.returncode == 0 and "(event loop uvloop)" in serve.stdout, serve.stderr
+    gateway = run("gateway", "--sim", "--no-publish", "--duration", "1")
+    assert gateway.returncode == 0 and "event loop uvloop" in gateway.stdout, gateway.stderr
+
+
+def test_without_uvloop_the_commands_run_on_asyncio_and_say_so() -> None:
+    code = (
+        "import sys; sys.modules['uvloop'] = None\n"  # importing it raises ImportError
+        "from hean.cli.main import main\n"
+        "sys.exit(main(['monitor', '--sim', '--duration', '1', '--json']))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["event_loop"] == "asyncio"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from hean.core.bus import EventBus
+from hean.core.loop import loop_name
 from hean.core.secrets import Secret
 
 __all__ = ["GatewayOptions", "add_arguments", "options_from_args", "run_gateway"]
@@ -225,7 +226,8 @@ async def run_gateway(
             await account.start()
         lines = [
             f"hean gateway: {opts.category} {', '.join(opts.symbols)} -> {target} "
-            f"prefix {opts.prefix!r}" + ("" if opts.publish else " (publishing off)"),
+            f"prefix {opts.prefix!r}" + ("" if opts.publish else " (publishing off)")
+            + f", event loop {loop_name()}",
         ]
         if server is not None:
             lines.append(f"  health    {server.url}health\n  metrics   {server.url}metrics")

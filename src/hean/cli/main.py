@@ -1,5 +1,9 @@
 """The ``hean`` command: ``hean monitor``, ``hean serve``, ``hean account``, ``hean sim`` and
-``hean gateway``."""
+``hean gateway``, ``hean record`` and ``hean replay``.
+
+Every command runs on uvloop when it is installed (the ``fast`` extra), else on asyncio's loop,
+and says which: a start-up log line, and the reports and start-up lines of monitor, serve and
+gateway."""
 
 from __future__ import annotations
 
@@ -14,9 +18,13 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any, NoReturn
 
+from hean.core.loop import loop_name
+from hean.core.loop import run as run_on_fastest_loop
 from hean.exchange.bybit.endpoints import CATEGORIES
 
 __all__ = ["build_parser", "main"]
+
+log = logging.getLogger("hean.cli")
 
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9\-_]{1,40}$")
 
@@ -679,11 +687,12 @@ def _run(make: Any) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
+        log.info("event loop: %s", loop_name())
         coro: Coroutine[Any, Any, int] = make(stop)
         return await coro
 
     try:
-        return asyncio.run(runner())
+        return run_on_fastest_loop(runner()).result
     except KeyboardInterrupt:  # pragma: no cover - signal handlers normally catch it
         return 130
 

@@ -30,6 +30,7 @@ from hean.core.clock import Clock, SystemClock
 from hean.core.config import ConfigError, Settings
 from hean.core.events import AccountSyncEvent, EventType, ReconciledEvent
 from hean.core.lifecycle import ConnectionState
+from hean.core.loop import loop_name
 from hean.core.secrets import Secret
 from hean.exchange.bybit.protocol.auth import AuthError
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
@@ -296,7 +297,12 @@ def _report(
     target: str,
     interrupted: str,
 ) -> dict[str, Any]:
-    extra: dict[str, Any] = {"url": target, "category": opts.category, "ping_rtt_ms": None}
+    extra: dict[str, Any] = {
+        "url": target,
+        "category": opts.category,
+        "ping_rtt_ms": None,
+        "event_loop": loop_name(),
+    }
     if ws is not None:
         stats = ws.stats
         extra.update(
@@ -526,7 +532,8 @@ def _print_report(out: TextIO, report: dict[str, Any]) -> None:
         f"{', '.join(report['symbols_seen']) or 'none'}",
         f"  connection: drops {report['drops']}, reconnects {report['reconnects']}, "
         f"connect attempts {report['connect_attempts']} ({report['failed_attempts']} failed), "
-        "ping rtt " + ("-" if report["ping_rtt_ms"] is None else f"{report['ping_rtt_ms']:.1f} ms"),
+        "ping rtt " + ("-" if report["ping_rtt_ms"] is None else f"{report['ping_rtt_ms']:.1f} ms")
+        + f", event loop {report['event_loop']}",
     ]
     for symbol, s in report["symbols"].items():
         d = s["decimals"]

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from hean.cli.common import start_sim
 from hean.core.bus import EventBus
 from hean.core.clock import Clock, SystemClock
+from hean.core.loop import loop_name
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
 from hean.exchange.bybit.ws_public import BybitPublicWebSocket
 from hean.health import HealthMonitor, HealthServer, StalenessPolicy
@@ -310,7 +311,8 @@ async def run_serve(
         connecting = asyncio.get_running_loop().create_task(ws.connect(), name="hean-serve-connect")
         base = server.url
         print(
-            f"hean serve: {opts.category} {', '.join(opts.symbols)} from {ws.url}\n"
+            f"hean serve: {opts.category} {', '.join(opts.symbols)} from {ws.url} "
+            f"(event loop {loop_name()})\n"
             f"  dashboard {base}\n  health    {base}health\n  metrics   {base}metrics\n"
             "Ctrl-C to stop.",
             file=out,
