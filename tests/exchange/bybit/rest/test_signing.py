@@ -50,14 +50,21 @@ def _params_of_query(query: str) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+# HEAN sends compact JSON, so a vector whose body has pybit-style ", " spacing cannot be sent
+# byte-for-byte by ``prepare``; its signature is still checked by test_reference_vectors.
+SENDABLE = [c for c in CASES if c["method"] == "GET" or ", " not in c["body"]]
+
+
+def test_every_method_has_a_sendable_vector() -> None:
+    assert {c["method"] for c in SENDABLE} == {"GET", "POST"}
+
+
+@pytest.mark.parametrize("case", SENDABLE, ids=[c["name"] for c in SENDABLE])
 def test_prepare_reproduces_each_vector_byte_for_byte(case: dict[str, Any]) -> None:
     window = _window(case)
     if case["method"] == "GET":
         params = _params_of_query(case["query"])
     else:
-        if ", " in case["body"]:
-            pytest.skip("pybit-style spacing: HEAN sends compact JSON (the compact case covers it)")
         params = json.loads(case["body"])
     req = prepare(
         case["method"],
