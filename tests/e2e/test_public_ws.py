@@ -270,6 +270,47 @@ async def test_delta_before_snapshot_resubscribes_only_that_topic(
 
 
 @pytest.mark.emulator(auto_tick=False)
+async def test_ticker_whose_resubscribe_snapshot_is_lost_is_asked_for_again(
+    bus: EventBus, recorder: Recorder, emulator: Emulator
+) -> None:
+    """Issue 12, defect 1 for tickers: the snapshot of a new subscription is lost, deltas flow
+    (one resubscribe), and that resubscribe's snapshot is lost too. The topic must not stay
+    without a snapshot while its deltas keep coming: it is asked for again until one comes."""
+    topic = "tickers.BTCUSDT"
+    ws = make_ws(bus, emulator, book_resync_interval=ms(20), book_repair_timeout=ms(200))
+    await ws.connect(timeout=2)
+    [conn] = emulator.live_connections("linear")
+    lost = [emulator.inject("lose_snapshot", conn_id=conn.conn_id, topic=topic) for _ in "ab"]
+    await ws.subscribe_tickers(["BTCUSDT"])
+    await ws.wait_subscribed([topic], timeout=2)
+
+    def resyncs() -> list[str]:
+        return [
+            e.topic
+            for e in recorder.events[EventType.SUBSCRIPTION]
+            if e.status is SubscriptionStatus.RESYNC
+        ]
+
+    while not resyncs():
+        emulator.step("linear", quanta=1)  # deltas without a snapshot
+        await asyncio.sleep(0.005)
+    deadline = time.monotonic() + 3.0
+    while not (t := ws.ticker("BTCUSDT")) or not t.has_snapshot:
+        if time.monotonic() > deadline:
+            break
+        emulator.step("linear", quanta=1)  # data keeps flowing all along
+        await asyncio.sleep(0.01)
+    assert [f.fired for f in lost] == [1, 1]
+    ticker = ws.ticker("BTCUSDT")
+    assert ticker is not None and ticker.has_snapshot, "ticker left without a snapshot"
+    assert resyncs().count(topic) == 2  # asked once more, not in a loop
+    emulator.step("linear", quanta=3)
+    await until(lambda: ws.ticker("BTCUSDT").fields == emulator.ticker_truth("linear", "BTCUSDT"))  # type: ignore[union-attr]
+    assert ws.stats.reconnects == 0
+    await ws.disconnect()
+
+
+@pytest.mark.emulator(auto_tick=False)
 @pytest.mark.parametrize(("category", "symbol"), [("spot", "BTCUSDT"), ("inverse", "BTCUSD")])
 async def test_spot_and_inverse_tickers(
     bus: EventBus, recorder: Recorder, emulator: Emulator, category: str, symbol: str

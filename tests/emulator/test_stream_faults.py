@@ -80,6 +80,19 @@ async def test_lose_snapshot_drops_only_the_resubscribe_snapshot(emu: Emulator) 
     assert fault.fired == 1 and emu.stream_faults.faults() == []
 
 
+async def test_lose_snapshot_drops_a_ticker_snapshot_too(emu: Emulator) -> None:
+    """A linear ticker whose snapshot is lost: the ack comes, then deltas only."""
+    ticker = "tickers.BTCUSDT"
+    fault = emu.inject("lose_snapshot", topic=ticker)
+    c = await connect(emu, "linear")
+    await c.subscribe(ticker)
+    for _ in range(3):
+        emu.tick("linear")
+    await until(lambda: len(book_msgs(c, ticker)) >= 2)
+    assert {m["type"] for m in book_msgs(c, ticker)} == {"delta"}
+    assert fault.fired == 1 and emu.stream_faults.faults() == []
+
+
 async def test_duplicate_and_repeat_then_clear(emu: Emulator) -> None:
     c = await subscribed(emu)
     emu.inject("duplicate_delta", repeat=True)

@@ -435,9 +435,7 @@ class _PublicStorm(_Storm):
         self.checker.check_delivery(
             self.emu.sent_by_topic(conn_id), dict(self.received), f"conn {conn_id[:8]}", now
         )
-        self.checker.check_repairing(
-            [b.topic for b in ws.books.invalid()], ws.book_repairs.repairs, now
-        )
+        self.checker.check_repairing([b.topic for b in ws.books.invalid()], ws.repairs.repairs, now)
         self.check_attempts("/v5/public/linear", self.RATE, self.BURST)
         st = ws.stats
         self.counts["reconnects"] = st.reconnects

@@ -11,8 +11,8 @@ repeating. Kinds:
 ``restart_snapshot``       replace a book message by a snapshot with ``u=1`` (service restart); the
                            connection's later deltas continue 2, 3, …
 ``delta_before_snapshot``  on subscribe, send a delta before the first snapshot (books, tickers)
-``lose_snapshot``          drop one order-book snapshot (e.g. the one answering a resubscribe):
-                           the ack came, the deltas that follow still arrive
+``lose_snapshot``          drop one snapshot of an order book or a ticker (e.g. the one answering a
+                           (re)subscribe): the ack came, the deltas that follow still arrive
 ``invalid_json``           a text frame that is not valid JSON, before the next data message
 ``json_array``             the next data message wrapped in a JSON array (an extra frame before it)
 ``missing_topic``          a copy of the next data message without ``topic`` (extra frame)
@@ -119,7 +119,7 @@ class StreamFault:
         if kind == "delta_before_snapshot":
             return snapshot and initial
         if kind == "lose_snapshot":
-            return book and snapshot
+            return snapshot
         return True
 
     @property

@@ -127,10 +127,52 @@ async def test_invalid_book_is_resubscribed_again_until_a_snapshot_comes(h: Harn
     assert sum(m["op"] == "subscribe" for m in h.sent) == 1
     h.tick(6.1)  # 1.1 + 5 s: asked again
     assert sum(m["op"] == "subscribe" for m in h.sent) == 2
-    assert h.ws.book_repairs.next_deadline() == pytest.approx(16.1)  # then 10 s
+    assert h.ws.repairs.next_deadline() == pytest.approx(16.1)  # then 10 s
     h.feed(book_msg(20, "snapshot", [["100", "1"]], [["101", "1"]]), now=7.0)
     assert h.ws.orderbook("BTCUSDT", 50).valid  # type: ignore[union-attr]
-    assert not h.ws.book_repairs.repairs
+    assert not h.ws.repairs.repairs
+
+
+def ticker_msg(kind: str, **fields: str) -> dict[str, Any]:
+    return {
+        "topic": "tickers.BTCUSDT",
+        "type": kind,
+        "ts": 1,
+        "cs": 1,
+        "data": {"symbol": "BTCUSDT", **fields},
+    }
+
+
+def subscribes(h: Harness, topic: str) -> int:
+    return sum(m["op"] == "subscribe" and topic in m["args"] for m in h.sent)
+
+
+async def test_ticker_without_snapshot_is_resubscribed_again_until_one_comes(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12, defect 1 for tickers: the snapshot is lost, deltas flow, the resubscribe's
+    snapshot is lost too; the topic is asked for again (timer-driven, doubling waits, rate
+    limited), never left without a snapshot while its deltas keep coming."""
+    caplog.set_level("WARNING", "hean.public")
+    await h.ws.subscribe_tickers(["BTCUSDT"])
+    h.sent.clear()
+    h.feed(ticker_msg("delta", lastPrice="100"), now=1.1)  # no snapshot: resync 1
+    assert subscribes(h, "tickers.BTCUSDT") == 1
+    for i, now in enumerate((2.0, 4.0, 6.0)):  # deltas keep flowing, no snapshot
+        h.feed(ticker_msg("delta", lastPrice=str(101 + i)), now=now)
+        h.tick(now)
+    assert subscribes(h, "tickers.BTCUSDT") == 1  # not once per delta
+    assert h.ws.session.next_deadline() == pytest.approx(6.1)
+    h.tick(6.1)  # 1.1 + 5 s: asked again, with no frame needed
+    assert subscribes(h, "tickers.BTCUSDT") == 2
+    assert h.ws.repairs.next_deadline() == pytest.approx(16.1)  # then 10 s
+    assert "still without a snapshot after 5.00s" in caplog.text
+    h.feed(ticker_msg("snapshot", lastPrice="104", markPrice="104"), now=7.0)
+    ticker = h.ws.ticker("BTCUSDT")
+    assert ticker is not None and ticker.has_snapshot
+    h.tick(16.1)
+    assert subscribes(h, "tickers.BTCUSDT") == 2  # repaired: nothing more
+    assert h.ws.ticker_resyncs == 2
 
 
 async def test_trades_klines_liquidations_are_routed(h: Harness) -> None:

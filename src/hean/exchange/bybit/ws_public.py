@@ -82,14 +82,15 @@ KLINE_INTERVALS: tuple[str, ...] = (
 """Kline intervals (minutes, then day / week / month)."""
 
 BOOK_RESYNC_INTERVAL = 1.0
-"""Minimum seconds between two resubscribes of the same order book topic."""
+"""Minimum seconds between two resubscribes of the same topic under repair (an invalid order
+book, a ticker without its snapshot)."""
 
 BOOK_REPAIR_TIMEOUT = 5.0
-"""Seconds a resubscribe of an invalid book may take to bring its snapshot before it is sent
-again (the snapshot can be lost while the ack and the deltas arrive); doubles per attempt."""
+"""Seconds a resubscribe of a topic under repair may take to bring its snapshot before it is
+sent again (the snapshot can be lost while the ack and the deltas arrive); doubles per attempt."""
 
 BOOK_REPAIR_MAX = 30.0
-"""Upper bound of the (doubling) wait between two resubscribes of a book still invalid."""
+"""Upper bound of the (doubling) wait between two resubscribes of a topic still unrepaired."""
 
 
 class EventSink(Protocol):
@@ -178,9 +179,11 @@ class BybitPublicWebSocket:
         ssl_context: TLS settings for ``wss://`` (always verifying; pass one with your own CA).
         name: label for logs/events/metrics (default ``public/<category>``).
         rng: random source for jitter.
-        book_resync_interval: minimum seconds between two resubscribes of one order book.
-        book_repair_timeout: seconds an invalid book's resubscribe may take to bring a snapshot
-            before it is sent again (doubling per attempt up to ``book_repair_max``): a book is
+        book_resync_interval: minimum seconds between two resubscribes of one topic under
+            repair (an invalid order book, a linear/inverse ticker whose deltas arrive without
+            a snapshot).
+        book_repair_timeout: seconds such a resubscribe may take to bring a snapshot before it
+            is sent again (doubling per attempt up to ``book_repair_max``): a book or ticker is
             always either valid or being repaired (see :mod:`~hean.exchange.bybit.state.repair`).
         book_repair_max: upper bound of that wait.
         connect_gate: awaited before every connection attempt (e.g. the hub's process-wide
@@ -250,7 +253,9 @@ class BybitPublicWebSocket:
         track: Iterable[str] | None = (
             None if field_times is True else () if field_times is False else field_times
         )
-        self.tickers = TickerCache(category, self._publish_tick, self._resync, track)
+        self.tickers = TickerCache(
+            category, self._publish_tick, self._ticker_incomplete, track, self._ticker_repaired
+        )
         self.books = OrderBookCache(category)
         self._publish_book = self._publisher(EventType.ORDERBOOK)
         self._publish_trade = self._publisher(EventType.TRADE)
@@ -260,11 +265,15 @@ class BybitPublicWebSocket:
         """Trade/kline backfill after reconnects (when ``rest`` was given)."""
         if rest is not None:
             self.backfill = PublicBackfill(rest, self.category, bus.publish, self.clock, self.name)
-        self.book_repairs = RepairSchedule(
+        self.repairs = RepairSchedule(
             book_resync_interval, book_repair_timeout, max(book_repair_max, book_repair_timeout)
         )
-        """Invalid books being resubscribed until valid (bounded, rate-limited retries)."""
+        """Topics being resubscribed until valid (bounded, rate-limited retries): invalid books
+        and tickers whose deltas arrive without a snapshot. One schedule for both."""
         self.book_resyncs = 0
+        """Resubscribes of invalid order books."""
+        self.ticker_resyncs = 0
+        """Resubscribes of tickers without a snapshot."""
         self.session.timers.append(_RepairTimer(self))
         self._live = asyncio.Event()
 
@@ -392,9 +401,10 @@ class BybitPublicWebSocket:
         for topic in wanted:
             if topic.startswith("orderbook."):
                 self.books.remove(topic)
-                self.book_repairs.forget(topic)
+                self.repairs.forget(topic)
             elif topic.startswith("tickers."):
                 self.tickers.reset(topic)
+                self.repairs.forget(topic)
 
     async def wait_subscribed(self, topics: Iterable[str], timeout: float = 10.0) -> dict[str, str]:
         """Wait until each topic is confirmed or rejected; returns topic -> status."""
@@ -442,7 +452,7 @@ class BybitPublicWebSocket:
             if event.new is ConnectionState.LIVE:
                 self.tickers.reset_all()
                 self.books.reset_all()
-                self.book_repairs.clear()
+                self.repairs.clear()
                 self._live.set()
             else:
                 self._live.clear()
@@ -485,52 +495,77 @@ class BybitPublicWebSocket:
             "liquidation": self._on_liquidation,
         }.get(kind)
 
-    def _resync(self, topic: str, now: float) -> None:
-        self.connection.run_actions(self.session.resync(topic, "ticker delta before snapshot", now))
+    def _ticker_incomplete(self, topic: str, now: float) -> None:
+        """A ticker delta before any snapshot (the snapshot was lost, or never sent): repair
+        the topic like an invalid book, resubscribing until a snapshot comes."""
+        self._repair(topic, "ticker delta before snapshot", now)
+
+    def _ticker_repaired(self, topic: str, now: float) -> None:
+        self._repaired(topic, "ticker", now)
+
+    def _repair(self, topic: str, reason: str, now: float) -> None:
+        """Put ``topic`` under repair: resubscribe it (only it) now, or when the schedule
+        allows (at most once per ``book_resync_interval``), and again while it stays invalid
+        (the timer sends those even when no frame arrives)."""
+        if self.repairs.invalid(topic, reason, now):
+            self._send_resync(topic, reason, now)
+        else:
+            self.connection.run_actions([])  # wake the driver: a deadline was added
+
+    def _repaired(self, topic: str, what: str, now: float) -> None:
+        repair = self.repairs.valid(topic)
+        if repair is not None and repair.attempts > 1:
+            log.info(
+                "%s: %s %s valid again after %.2fs (%d resubscribes)",
+                self.name,
+                what,
+                topic,
+                now - repair.since,
+                repair.attempts,
+            )
 
     def _on_book(self, frame: Frame, now: float) -> None:
         book = self.books.apply(frame, now)
         if not book.valid:
             self._book_invalid(book, now)
-        elif self.book_repairs.repairs and book.topic in self.book_repairs.repairs:
-            repair = self.book_repairs.valid(book.topic)
-            if repair is not None and repair.attempts > 1:
-                log.info(
-                    "%s: order book %s valid again after %.2fs (%d resubscribes)",
-                    self.name,
-                    book.topic,
-                    now - repair.since,
-                    repair.attempts,
-                )
+        elif self.repairs.repairs and book.topic in self.repairs.repairs:
+            self._repaired(book.topic, "order book", now)
         self._publish_book(book_event(book, frame, self._wall_ms(now)))
 
     def _book_invalid(self, book: OrderBook, now: float) -> None:
-        """Repair an invalid book: resubscribe its topic (only that topic) now, or when the
-        repair schedule allows (at most once per ``book_resync_interval``), and again while no
-        snapshot makes it valid (the timer sends those even when no frame arrives)."""
+        """Repair an invalid book (once per invalid run; the schedule does the rest)."""
         if not book.needs_resync:
             return
         book.needs_resync = False
-        reason = book.invalid_reason or "invalid book"
-        if self.book_repairs.invalid(book.topic, reason, now):
-            self._send_resync(book.topic, reason, now)
-        else:
-            self.connection.run_actions([])  # wake the driver: a deadline was added
+        self._repair(book.topic, book.invalid_reason or "invalid book", now)
 
     def _send_resync(self, topic: str, reason: str, now: float) -> None:
-        self.book_resyncs += 1
-        log.warning("%s: order book %s invalid (%s): resubscribing", self.name, topic, reason)
+        if topic.startswith("tickers."):
+            self.ticker_resyncs += 1
+            log.warning("%s: ticker %s incomplete (%s): resubscribing", self.name, topic, reason)
+        else:
+            self.book_resyncs += 1
+            log.warning("%s: order book %s invalid (%s): resubscribing", self.name, topic, reason)
         self.connection.run_actions(self.session.resync(topic, reason, now))
 
     def _repair_due(self, now: float) -> None:
-        for topic, repair in self.book_repairs.due(now):
-            book = self.books.by_topic.get(topic)
-            if book is None or book.valid:
-                self.book_repairs.valid(topic)
-                continue
-            reason = book.invalid_reason or repair.reason
+        for topic, repair in self.repairs.due(now):
+            if topic.startswith("tickers."):
+                ticker = self.tickers.by_topic.get(topic)
+                if ticker is None or ticker.has_snapshot:
+                    self.repairs.valid(topic)
+                    continue
+                reason = repair.reason
+                still = "still without a snapshot"
+            else:
+                book = self.books.by_topic.get(topic)
+                if book is None or book.valid:
+                    self.repairs.valid(topic)
+                    continue
+                reason = book.invalid_reason or repair.reason
+                still = "still invalid"
             if repair.attempts > 1:
-                reason = f"{reason}; still invalid after {now - repair.since:.2f}s"
+                reason = f"{reason}; {still} after {now - repair.since:.2f}s"
             self._send_resync(topic, reason, now)
 
     def _on_trade(self, frame: Frame, now: float) -> None:
@@ -556,7 +591,7 @@ class BybitPublicWebSocket:
 
 
 class _RepairTimer:
-    """The book repair schedule's deadlines, honoured by the connection's driver."""
+    """The repair schedule's deadlines, honoured by the connection's driver."""
 
     __slots__ = ("_ws",)
 
@@ -564,10 +599,10 @@ class _RepairTimer:
         self._ws = ws
 
     def next_deadline(self) -> float | None:
-        return self._ws.book_repairs.next_deadline()
+        return self._ws.repairs.next_deadline()
 
     def tick(self, now: float) -> None:
-        deadline = self._ws.book_repairs.next_deadline()
+        deadline = self._ws.repairs.next_deadline()
         if deadline is not None and now >= deadline:
             self._ws._repair_due(now)
 

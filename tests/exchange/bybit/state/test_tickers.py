@@ -61,6 +61,29 @@ def test_delta_before_snapshot_is_merged_and_asks_for_one_resync() -> None:
     assert state.needs_resync
 
 
+def test_repair_is_asked_per_snapshotless_run_and_its_end_reported() -> None:
+    asked: list[tuple[str, float]] = []
+    repaired: list[tuple[str, float]] = []
+    cache = TickerCache(
+        "linear", on_resync=lambda t, now: asked.append((t, now)),
+        on_repaired=lambda t, now: repaired.append((t, now)),
+    )  # fmt: skip
+    delta = decode(example_bytes("tickers_linear_delta"))
+    snapshot = decode(example_bytes("tickers_linear_snapshot"))
+    cache.apply(delta, 1.0)
+    cache.apply(delta, 1.1)
+    assert asked == [("tickers.BTCUSDT", 1.0)] and repaired == []
+    cache.apply(snapshot, 2.0)
+    cache.apply(snapshot, 2.1)  # a snapshot with no repair under way reports nothing
+    assert repaired == [("tickers.BTCUSDT", 2.0)]
+    cache.apply(delta, 3.0)
+    cache.reset("tickers.BTCUSDT")  # unsubscribed before (or while) a repair was asked
+    cache.apply(delta, 4.0)
+    cache.reset("tickers.BTCUSDT")
+    cache.apply(delta, 5.0)  # each snapshot-less run after a reset asks again
+    assert asked[1:] == [("tickers.BTCUSDT", 4.0), ("tickers.BTCUSDT", 5.0)]
+
+
 def test_spot_snapshot_only_has_no_bid_ask() -> None:
     cache = TickerCache("spot")
     state = cache.apply(decode(example_bytes("tickers_spot")), 1.0)

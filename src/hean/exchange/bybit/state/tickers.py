@@ -9,7 +9,10 @@ Spot and option tickers are snapshot-only; each message replaces the cached fiel
 
 A delta for a topic that has had no snapshot yet (a lost snapshot, a restart) is merged too —
 the fields it carries are current — but the ticker is flagged ``has_snapshot=False`` and the
-caller is told to resubscribe that topic once, to get a full snapshot.
+caller is told (once per snapshot-less run) to repair the topic: resubscribe it to get a full
+snapshot, and again while none comes (the snapshot of a resubscribe can be lost too; the public
+client keeps the topic in its :class:`~hean.exchange.bybit.state.repair.RepairSchedule`). The
+snapshot that ends the run is reported through ``on_repaired``.
 
 The time each field last changed is kept (monotonic seconds), so staleness can be judged per field
 (e.g. mark price frozen while last price moves). That costs ~0.25 µs per delta (a store per field
@@ -131,6 +134,8 @@ class TickerCache:
         publish: called with a :class:`TickEvent` for every applied message (optional).
         on_resync: called with ``(topic, now)`` when a topic needs a fresh snapshot (a delta
             arrived before any snapshot); when set, ``needs_resync`` is cleared for the caller.
+        on_repaired: called with ``(topic, now)`` when the snapshot of a topic that needed one
+            arrives (its repair is over).
         track_fields: keep change times only for these fields (``()``: none); ``None``, the
             default, keeps them for every field.
     """
@@ -144,6 +149,7 @@ class TickerCache:
         "by_symbol",
         "by_topic",
         "category",
+        "on_repaired",
         "on_resync",
         "publish",
         "tracked",
@@ -155,6 +161,7 @@ class TickerCache:
         publish: Callable[[TickEvent], None] | None = None,
         on_resync: Callable[[str, float], None] | None = None,
         track_fields: Iterable[str] | None = None,
+        on_repaired: Callable[[str, float], None] | None = None,
     ) -> None:
         if category not in _BID_ASK_KEYS:
             raise ValueError(f"unknown category {category!r}")
@@ -164,6 +171,7 @@ class TickerCache:
         self.category = category
         self.publish: Callable[[TickEvent], None] = publish if publish is not None else _discard
         self.on_resync = on_resync
+        self.on_repaired = on_repaired
         self._wall_offset = 0.0
         self._wall_now = -1.0
         self._wall_ms = 0
@@ -185,10 +193,12 @@ class TickerCache:
         return self.by_symbol.get(symbol)
 
     def reset(self, topic: str) -> None:
-        """Forget that a snapshot was seen (after a resubscribe or reconnect)."""
+        """Forget that a snapshot was seen (after an unsubscribe or reconnect); a delta before
+        the next snapshot asks for a repair again."""
         state = self.by_topic.get(topic)
         if state is not None:
             state.has_snapshot = False
+            state.resync_requested = False
 
     def reset_all(self) -> None:
         for state in self.by_topic.values():
@@ -287,11 +297,15 @@ class TickerCache:
         state.fields = data  # the decoded dict is ours: no copy
         state.updated_at = now
         state.has_snapshot = True
-        state.resync_requested = False
         state.snapshots += 1
+        if state.resync_requested:
+            state.resync_requested = False
+            if self.on_repaired is not None:
+                self.on_repaired(state.topic, now)
 
     def _delta_without_snapshot(self, state: TickerState, now: float) -> None:
-        """A delta before any snapshot: merged, and the topic resubscribed once per run."""
+        """A delta before any snapshot: merged, and the caller asked once per run to repair
+        the topic (it keeps resubscribing until a snapshot comes)."""
         if state.resync_requested:
             return
         state.resync_requested = True
