@@ -663,6 +663,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             idle_timeout=args.idle_timeout,
             api_key=args.api_key,
             api_secret=args.api_secret,
+            activity=args.activity,
         )
         try:
             return _run(lambda stop: run_sim(sim_opts, stop_event=stop))

@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from hean.emulator import Emulator, EmulatorConfig
 from hean.emulator.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET, AccountConfig
 from hean.emulator.config import DEFAULT_SYMBOLS, PUBLIC_CATEGORIES
+
+if TYPE_CHECKING:
+    from hean.emulator.activity import DemoActivity
 
 __all__ = ["ENV_API_KEY", "ENV_API_SECRET", "SimOptions", "add_account_arguments", "run_sim"]
 
@@ -40,10 +44,14 @@ class SimOptions:
     """Its secret (``None``: ``$HEAN_SIM_API_SECRET``)."""
     rest_port: int | None = None
     """TCP port of the REST API (``None``: ``port + 1``, or any free one when ``port`` is 0)."""
+    activity: float | None = None
+    """Steps per second of simulated activity on the account (orders placed, filled, partly
+    filled, cancelled: :class:`hean.emulator.activity.DemoActivity`); ``None``: none, the
+    account changes only when a client trades."""
 
 
 def add_account_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--api-key`` / ``--api-secret`` to the ``hean sim`` parser."""
+    """Add ``--api-key`` / ``--api-secret`` and ``--activity`` to the ``hean sim`` parser."""
     parser.add_argument(
         "--api-key",
         default=None,
@@ -56,6 +64,24 @@ def add_account_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"its API secret (default: ${ENV_API_SECRET}); prefer the variable: arguments are "
         "visible to other users of the machine",
     )
+    parser.add_argument(
+        "--activity",
+        type=_positive_rate,
+        default=None,
+        metavar="PER_SECOND",
+        help="simulated activity on the account, steps per second: orders placed, filled, "
+        "partly filled and cancelled, pushed on its private streams (default: none)",
+    )
+
+
+def _positive_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
 
 
 def _credentials(opts: SimOptions) -> tuple[str, str] | None:
@@ -102,6 +128,7 @@ async def run_sim(
     config = build_config(opts)
     stop = stop_event if stop_event is not None else asyncio.Event()
     emulator = Emulator(config)
+    activity: DemoActivity | None = None
     try:
         await emulator.start()
     except OSError as exc:
@@ -128,10 +155,23 @@ async def run_sim(
         for category, names in config.symbols.items():
             lines.append(f"  symbols {category}: {', '.join(names)}")
         lines.append(f"  tickers: {opts.rate:g}/s per symbol, seed {opts.seed}")
+        if opts.activity is not None:
+            from hean.emulator.activity import DemoActivity
+
+            # the account printed above: the one a client logs in with
+            account = config.account_configs[0]
+            activity = DemoActivity(emulator, account.api_key, rate=opts.activity, seed=opts.seed)
+            activity.start()
+            lines.append(
+                f"  activity: {opts.activity:g}/s on the account (orders placed, filled, "
+                "partly filled, cancelled)"
+            )
         lines.append("Ctrl-C to stop.")
         print("\n".join(lines), file=out, flush=True)
         await stop.wait()
     finally:
+        if activity is not None:
+            await activity.stop()
         await emulator.stop()
         print("emulator stopped", file=out, flush=True)
     return 0
