@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -52,6 +52,7 @@ from hean.core.clock import Clock, SystemClock
 
 __all__ = [
     "Instrument",
+    "InstrumentCheck",
     "InstrumentRegistry",
     "OrderRuleError",
     "UnknownInstrumentError",
@@ -352,6 +353,24 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
 
 Loader = Callable[[str], Awaitable[Iterable[Mapping[str, Any]]]]
 """``await loader(category)`` -> the raw ``instruments-info`` items of the whole category."""
+
+
+class InstrumentCheck(Protocol):
+    """What order entry (REST and the trade WebSocket alike) asks before sending.
+
+    :class:`InstrumentRegistry` is the implementation; another object with this method can
+    stand in (a risk layer of your own, say). ``op`` is ``create`` or ``amend`` (anything else
+    passes); ``args`` one order's API fields (with ``symbol``), ``orders`` a batch's. It raises a
+    ``ValueError`` subclass naming the broken rule, and then nothing is sent.
+    """
+
+    async def check_request(
+        self,
+        op: str,
+        category: str,
+        args: Mapping[str, Any] | None = None,
+        orders: Iterable[Mapping[str, Any]] | None = None,
+    ) -> None: ...
 
 
 class InstrumentRegistry:

@@ -47,7 +47,7 @@ from hean.core.config import Settings
 from hean.core.lifecycle import ConnectionState
 from hean.core.secrets import Secret
 from hean.exchange.bybit.endpoints import trade_url, validate_category
-from hean.exchange.bybit.instruments import InstrumentRegistry
+from hean.exchange.bybit.instruments import InstrumentCheck
 from hean.exchange.bybit.protocol.auth import DEFAULT_WINDOW_MS, ClockOffset
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
 from hean.exchange.bybit.protocol.codec import Frame
@@ -181,7 +181,7 @@ class BybitTradeWebSocket(AuthenticatedStream):
         rng: random.Random | None = None,
         req_prefix: str | None = None,
         clock_offset: ClockOffset | None = None,
-        instruments: InstrumentRegistry | None = None,
+        instruments: InstrumentCheck | None = None,
     ) -> None:
         super().__init__(
             bus,

@@ -600,19 +600,6 @@ async def test_amend_cancel_and_cancel_all_bodies(server: Server) -> None:
     assert all(r.sig_ok for r in server.requests)
 
 
-class _Rules:
-    """An instrument check in the simple form: qty must be a multiple of 0.001."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-
-    def check_order(self, *args: Any) -> None:
-        self.calls.append(args)
-        qty = args[4]
-        if qty is not None and (float(qty) * 1000) % 1:
-            raise ValueError(f"qty {qty} is not a multiple of the step 0.001")
-
-
 class _Registry:
     """An instrument check in the registry form (async check_request)."""
 
@@ -626,36 +613,31 @@ class _Registry:
 
 
 async def test_instrument_check_runs_before_sending(server: Server) -> None:
-    rules = _Rules()
-    async with make(server, instruments=rules) as rest:
-        with pytest.raises(ValueError, match="step"):
-            await rest.create_order(
-                category="linear",
-                symbol="BTCUSDT",
-                side="Buy",
-                order_type="Limit",
-                qty="0.0015",
-                price="30000",
-            )
-        await rest.create_order(
-            category="linear",
-            symbol="BTCUSDT",
-            side="Buy",
-            order_type="Limit",
-            qty="0.002",
-            price="30000",
-        )
-        with pytest.raises(ValueError):
-            await rest.amend_order(category="linear", symbol="BTCUSDT", order_id="1", qty="0.0001")
-        with pytest.raises(ValueError):
+    from hean.exchange.bybit.instruments import InstrumentRegistry, OrderRuleError
+    from tests.exchange.bybit.test_instruments import _items
+
+    category, items = _items("linear")  # BTCUSDT: tick 0.10, step 0.001
+
+    async def loader(cat: str) -> list[dict[str, Any]]:
+        assert cat == category
+        return items
+
+    async with make(server, instruments=InstrumentRegistry(loader)) as rest:
+        order = {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "order_type": "Limit"}
+        with pytest.raises(OrderRuleError) as err:
+            await rest.create_order(**order, qty="0.0015", price="30000")
+        assert err.value.rule == "qty_step"
+        await rest.create_order(**order, qty="0.002", price="30000")
+        with pytest.raises(OrderRuleError) as err:
+            await rest.amend_order(category="linear", symbol="BTCUSDT", order_id="1", price="1.23")
+        assert err.value.rule == "tick_size"
+        with pytest.raises(OrderRuleError, match="batch order 0"):
             await rest.create_orders(
                 "linear",
                 [{"symbol": "BTCUSDT", "side": "Buy", "orderType": "Market", "qty": "0.0001"}],
             )
         await rest.cancel_order(category="linear", symbol="BTCUSDT", order_id="1")
     assert [r.path for r in server.requests] == ["/v5/order/create", "/v5/order/cancel"]
-    assert rules.calls[0] == ("linear", "BTCUSDT", "Buy", "Limit", "0.0015", "30000")
-    assert rules.calls[2] == ("linear", "BTCUSDT", None, None, "0.0001", None)
 
     registry = _Registry()
     server.requests.clear()

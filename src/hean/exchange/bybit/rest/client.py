@@ -38,13 +38,12 @@ What it does (rest.md):
 
 from __future__ import annotations
 
-import inspect
 import logging
 import random
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import yarl
@@ -53,6 +52,7 @@ from hean.core.clock import Clock, SystemClock
 from hean.core.config import Settings
 from hean.core.secrets import RedactingFilter, Secret, install_redaction
 from hean.exchange.bybit.endpoints import validate_category
+from hean.exchange.bybit.instruments import InstrumentCheck
 from hean.exchange.bybit.protocol.auth import ClockOffset
 from hean.exchange.bybit.protocol.orders import (
     CANCEL_ALL_NAMED,
@@ -119,31 +119,6 @@ def rest_url(*, testnet: bool = True) -> str:
     return TESTNET_URL if testnet else MAINNET_URL
 
 
-class InstrumentCheck(Protocol):
-    """What order entry asks before sending, in its simplest form.
-
-    The client's ``instruments=`` takes either an object with ``check_request(op, category,
-    args, orders)`` (sync or async; :class:`~hean.exchange.bybit.instruments.InstrumentRegistry`
-    has it, and it is preferred when present: ``op`` is ``create`` or ``amend``, ``args`` one
-    order's API fields, ``orders`` a batch's) or one with this ``check_order`` (sync or async).
-
-    ``check_order`` raises a ``ValueError`` subclass naming the broken rule (tick size, qty
-    step, min/max qty, min notional, status); ``qty`` / ``price`` are the decimal strings that
-    would be sent (``None`` when not given: market orders have no price; an amend passes only
-    what it changes, and ``side`` / ``order_type`` as ``None``).
-    """
-
-    def check_order(
-        self,
-        category: str,
-        symbol: str,
-        side: str | None,
-        order_type: str | None,
-        qty: str | None,
-        price: str | None,
-    ) -> None: ...
-
-
 @dataclass(frozen=True, slots=True)
 class RestStats:
     """Counters of a client (all since construction)."""
@@ -185,9 +160,9 @@ class BybitRestClient:
         ssl_context: TLS settings for ``https://`` (always verifying; give one with your CA).
         referer: broker id, sent as ``Referer``.
         instruments: the instrument rules, asked before every create / amend / batch is sent
-            (an :class:`~hean.exchange.bybit.instruments.InstrumentRegistry`, or any object
-            with ``check_request`` or ``check_order``: see :class:`InstrumentCheck`); a
-            ``ValueError`` it raises propagates and nothing is sent.
+            (an :class:`~hean.exchange.bybit.instruments.InstrumentRegistry`, or any
+            :class:`~hean.exchange.bybit.instruments.InstrumentCheck`, the same as the trade
+            WebSocket takes); a ``ValueError`` it raises propagates and nothing is sent.
         pool_size: most connections kept open at once.
         rng: random source for backoff jitter.
         name: label for logs.
@@ -212,7 +187,7 @@ class BybitRestClient:
         retry: RetryPolicy | None = None,
         ssl_context: ssl.SSLContext | None = None,
         referer: str | None = None,
-        instruments: Any = None,
+        instruments: InstrumentCheck | None = None,
         pool_size: int = 16,
         rng: random.Random | None = None,
         name: str = "rest",
@@ -868,29 +843,8 @@ class BybitRestClient:
         orders: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         """Ask the instrument rules before sending (see the ``instruments`` argument)."""
-        inst = self.instruments
-        if inst is None:
-            return
-        check_request = getattr(inst, "check_request", None)
-        if check_request is not None:
-            outcome = check_request(op, category, args, orders)
-            if inspect.isawaitable(outcome):
-                await outcome
-            return
-        for item in [args] if args is not None else list(orders or ()):
-            if item is None or ("qty" not in item and "price" not in item):
-                continue
-            create = op == "create"
-            outcome = inst.check_order(
-                category,
-                str(item.get("symbol") or ""),
-                item.get("side") if create else None,
-                item.get("orderType") if create else None,
-                item.get("qty"),
-                item.get("price"),
-            )
-            if inspect.isawaitable(outcome):
-                await outcome
+        if self.instruments is not None:
+            await self.instruments.check_request(op, category, args, orders)
 
     async def create_order(
         self,
