@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import random
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
@@ -28,6 +28,7 @@ from hean.exchange.bybit.protocol.trade import TradeResponse
 from hean.exchange.bybit.rest import BybitRestClient
 from hean.exchange.bybit.ws_trade import BybitTradeWebSocket
 from tests.conftest import ms
+from tests.e2e.conftest import Recorder as EventRecorder
 
 KEY = DEFAULT_API_KEY
 SECRET = DEFAULT_API_SECRET
@@ -45,12 +46,7 @@ FAST_BACKOFF = BackoffPolicy(
 )
 
 
-class Recorder:
-    def __init__(self, bus: EventBus) -> None:
-        self.events: dict[EventType, list[Any]] = defaultdict(list)
-        for kind in EventType:
-            bus.subscribe(kind, self.events[kind].append, name=f"rec-{kind}")
-
+class Recorder(EventRecorder):
     def executions(self) -> list[tuple[Any, bool]]:
         return [(x, e.reconciled) for e in self.events[EventType.EXECUTION] for x in e.executions]
 
