@@ -147,6 +147,9 @@ class AccountEvents:
         self.handled = 0
         self.acked = 0
         self.errors = 0
+        self.decode_errors = 0
+        """Entries that could not be decoded (another writer's, another version's): counted,
+        logged (the first five, then every 1,000th), acknowledged and skipped."""
         self.redelivered = 0
         self.claimed = 0
 
@@ -247,7 +250,14 @@ class AccountEvents:
             e = _acct(fields[b"d"])
             items = decode_items(e.kind, e.items)
         except Exception as exc:
-            log.warning("account events: undecodable entry %s (%s): acknowledged", eid, exc)
+            self.decode_errors += 1
+            if self.decode_errors <= 5 or self.decode_errors % 1000 == 0:
+                log.warning(
+                    "account events: undecodable entry %s (%s): acknowledged (%d so far)",
+                    eid,
+                    exc,
+                    self.decode_errors,
+                )
             await self._client.xack(self.key, self.service, entry_id)
             return
         if self.dedup.is_duplicate(eid, e.kind, items):
