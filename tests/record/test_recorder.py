@@ -263,3 +263,39 @@ async def test_hub_connections_are_recorded(tmp_path: Path, emu: Emulator) -> No
         if s is not None and s.endpoint == "public"
     }
     assert streams == {"public/spot": "spot", "public/linear": "linear"}
+
+
+async def test_records_of_shared_reads_and_two_connections_come_back_exactly(
+    tmp_path: Path,
+) -> None:
+    """The hot path formats a read's time once and counts records per chunk: every record,
+    from two connections interleaved, with frames sharing a read's ``now``, a frame holding a
+    newline, sends and events, comes back in order with its time, and the counts are exact
+    (small chunks: hand-overs in the middle of a read)."""
+    async with Recorder(tmp_path, chunk_bytes=700) as rec:
+        a = rec.tap("public/linear", "ws://h/v5/public/linear")
+        b = rec.tap("public/spot", "ws://h/v5/public/spot")
+        want: list[tuple[int, str, bytes]] = []
+        for read in range(40):
+            now = 500.0 + read / 100
+            for i in range(5):
+                payload = TICK % (read * 10 + i)
+                if read == 7 and i == 2:
+                    payload = b'{"odd":\n"frame"}'
+                tap = a if i % 2 else b
+                tap.received(memoryview(payload), now)
+                want.append((tap.conn, "recv", payload))
+            a.sent(b'{"op":"ping","req_id":"%d"}' % read, now)
+            want.append((a.conn, "send", b'{"op":"ping","req_id":"%d"}' % read))
+            b.state("live", "live", "x", now)
+            want.append((b.conn, "state", b'{"old":"live","new":"live","reason":"x"}'))
+        pending = rec.stats.frames
+    records = [r for r, _ in RecordingReader(rec.stats.files) if r.conn]
+    got = [(r.conn, r.kind, r.payload) for r in records if r.kind != "stream"]
+    assert got == want
+    anchor = read_records(rec.stats.files[0])[0].json()["anchor_ns"]
+    times = [r.t for r in records if r.kind != "stream"]
+    assert times == [anchor + int((500.0 + n // 7 / 100) * 1e9) for n in range(len(want))]
+    stats = rec.stats
+    assert stats.frames == stats.frames_written == pending == len(want) + 2  # + 2 stream records
+    assert stats.lost_frames == 0 and len(stats.files) == 1

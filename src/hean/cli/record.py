@@ -199,7 +199,12 @@ def add_record_arguments(
         "--duration", type=seconds, default=0.0, help="seconds to record (default 0: Ctrl-C)"
     )
     rec.add_argument(
-        "--level", type=int, default=1, choices=range(1, 23), metavar="1..22", help="zstd level"
+        "--level",
+        type=int,
+        default=1,
+        choices=[*range(-7, 0), *range(1, 23)],
+        metavar="LEVEL",
+        help="zstd level: 1..22, or -7..-1 for zstd's faster levels (default 1)",
     )
     rec.add_argument(
         "--max-file-mb",

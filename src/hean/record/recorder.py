@@ -15,9 +15,13 @@ the socket opening and closing (with the close code and the reason the session s
 connection attempts and every lifecycle change (so a reconnect's reason is there).
 
 Cost and safety on the hot path: the connection calls :meth:`StreamTap.received` synchronously
-with picows's zero-copy view of the frame; the tap appends one line (time, connection, kind,
-the payload) to a ``bytearray`` (the one copy needed, since the view dies with the call) and
-returns. Whole chunks (``chunk_bytes``, or whatever has accumulated after ``flush_interval``)
+with picows's zero-copy view of the frame; the tap appends the record's prefix (formatted once
+per socket read: the frames of one read share their time) and the payload to a ``bytearray``
+(the one copy needed, since the view dies with the call), checks the payload for a newline and
+returns: no object is made per frame. In the buffer each record is *preceded* by its newline
+(one append fewer per frame); the hand-over adds the last newline and passes a view that skips
+the first, so the file's lines are ``\n``-terminated as documented. Whole chunks
+(``chunk_bytes``, checked once per read, or whatever has accumulated after ``flush_interval``)
 go to the writer thread (:mod:`hean.record.writer`), which compresses each as one complete zstd
 frame and writes it: a ``kill -9`` loses at most the last ``flush_interval`` plus the chunk being
 written. The socket reader never waits for the disk.
@@ -80,9 +84,16 @@ class RecorderStats:
 
 class StreamTap:
     """One connection's tap into a :class:`Recorder` (a
-    :class:`~hean.exchange.bybit.transport.FrameTap`). Made by :meth:`Recorder.tap`."""
+    :class:`~hean.exchange.bybit.transport.FrameTap`). Made by :meth:`Recorder.tap`.
 
-    __slots__ = ("_rec", "_recv", "_send", "conn", "name")
+    :meth:`received` is the hot path (every frame of the connection): it appends the record's
+    prefix (time, connection, kind), the payload and a newline to the recorder's buffer, and
+    nothing else. The prefix is formatted once per socket read (the frames of one read share
+    their ``now``); the recorder counts records and reads the chunk's first time from the
+    buffer when it hands the chunk over.
+    """
+
+    __slots__ = ("_buf", "_n", "_now", "_prefix", "_rec", "_recv", "_send", "conn", "name")
 
     def __init__(self, recorder: Recorder, conn: int, name: str) -> None:
         self._rec = recorder
@@ -90,36 +101,49 @@ class StreamTap:
         self.name = name
         self._recv = b"\t%d\trecv\t" % conn
         self._send = b"\t%d\tsend\t" % conn
+        self._buf = recorder._buf
+        """The recorder's buffer (the recorder swaps it in every tap at a hand-over)."""
+        self._n = 0
+        """Frames received into the current buffer (summed by the recorder at a hand-over)."""
+        self._now = -1.0
+        self._prefix = b""
 
     def received(self, payload: bytes | memoryview, now: float) -> None:
-        rec = self._rec
-        buf = rec._buf
-        t = int(now * 1e9) + rec._anchor
-        start = len(buf)
-        if not start:
-            rec._t_first = t
-        buf += b"%d" % t
-        buf += self._recv
+        if now != self._now:
+            self._new_read(now)
+        buf = self._buf
+        buf += self._prefix
         mark = len(buf)
         buf += payload
         if buf.find(b"\n", mark) >= 0:  # never from Bybit: keep one record per line
-            del buf[start:]
-            buf += encode_frame_b64(t, self.conn, "recv", payload)
-        else:
-            buf += b"\n"
-        rec._frames += 1
-        rec._t_last = t
-        if len(buf) >= rec._chunk_bytes:
+            self._with_newline(mark, payload, now)
+        self._n += 1
+
+    def _new_read(self, now: float) -> None:
+        """A new socket read (its frames share ``now``): format the prefix once, and hand the
+        buffer over if it is full (checked once per read, so a chunk is at most
+        ``chunk_bytes`` plus one read's frames)."""
+        self._now = now
+        rec = self._rec
+        self._prefix = b"\n%d%s" % (int(now * 1e9) + rec._anchor, self._recv)
+        if len(self._buf) >= rec._chunk_bytes:
             rec._handoff()
+
+    def _with_newline(self, mark: int, payload: bytes | memoryview, now: float) -> None:
+        buf = self._buf
+        del buf[mark - len(self._prefix) :]
+        t = int(now * 1e9) + self._rec._anchor
+        buf += b"\n"
+        buf += encode_frame_b64(t, self.conn, "recv", payload)[:-1]
 
     def sent(self, payload: bytes, now: float) -> None:
         rec = self._rec
         t = int(now * 1e9) + rec._anchor
         payload = mask_auth(payload)
         if b"\n" in payload:
-            rec._append(t, encode_frame_b64(t, self.conn, "send", payload))
+            rec._append(encode_frame_b64(t, self.conn, "send", payload))
         else:
-            rec._append(t, b"%d%s%s\n" % (t, self._send, payload))
+            rec._append(b"%d%s%s\n" % (t, self._send, payload))
 
     def connected(self, url: str, now: float) -> None:
         self._event(now, "connected", {"url": url})
@@ -136,7 +160,7 @@ class StreamTap:
     def _event(self, now: float, kind: str, payload: dict[str, Any]) -> None:
         rec = self._rec
         t = int(now * 1e9) + rec._anchor
-        rec._append(t, encode_event(t, self.conn, kind, payload))
+        rec._append(encode_event(t, self.conn, kind, payload))
 
 
 class Recorder:
@@ -147,13 +171,15 @@ class Recorder:
         prefix: file name prefix (``{prefix}-{UTC time}-{n}.rec.zst``).
         endpoint: what the recording is of, for the header (e.g. the host URL); default: the
             URL of the first connection attached.
-        level: zstd level (1: ~14x smaller than the JSON at ~1 GB/s; see docs/decisions.md).
+        level: zstd level, 1..22 or -7..-1 (zstd's faster levels); 1 by default (the
+            measured costs and ratios per level: docs/benchmarks.md).
         max_file_bytes: rotate after this many uncompressed bytes (default 256 MiB).
         max_file_seconds: rotate after this many seconds (default 1 hour).
         max_total_bytes: stop writing once the files reach this many (compressed) bytes: a
             size cap that protects the disk (``None``: none).
         flush_interval: seconds at most between hand-overs to the writer (<= 1).
-        chunk_bytes: hand over as soon as this many bytes are buffered.
+        chunk_bytes: hand over once this many bytes are buffered (checked at each socket read
+            and each other record).
         max_pending_bytes: bytes waiting for the writer beyond which chunks are dropped.
         retry_interval: seconds between attempts to write again after an error.
         clock: the clock of the connections recorded (their ``now`` is turned into ns since
@@ -180,8 +206,8 @@ class Recorder:
     ) -> None:
         if not 0 < flush_interval <= 1.0:
             raise ValueError(f"flush_interval must be in (0, 1] seconds, got {flush_interval!r}")
-        if not 1 <= level <= 22:
-            raise ValueError(f"level must be 1..22, got {level!r}")
+        if level == 0 or not -7 <= level <= 22:
+            raise ValueError(f"level must be -7..-1 or 1..22, got {level!r}")
         if max_file_bytes < 1 or max_file_seconds <= 0 or chunk_bytes < 1:
             raise ValueError("max_file_bytes, max_file_seconds and chunk_bytes must be > 0")
         if max_total_bytes is not None and max_total_bytes < 1:
@@ -217,10 +243,9 @@ class Recorder:
         self._chunk_bytes = int(chunk_bytes)
         self.max_pending_bytes = int(max_pending_bytes)
         self._buf = bytearray()
-        self._frames = 0
-        self._t_first = 0
-        self._t_last = 0
-        self._pending = 0
+        self._n = 0
+        """Records other than received frames in the buffer (sent frames, events)."""
+        self._stream_taps: list[StreamTap] = []
         self._dropped_frames = 0
         self._dropped_bytes = 0
         self._conns = 0
@@ -302,8 +327,10 @@ class Recorder:
         t = time.time_ns()
         line = encode_event(t, conn, "stream", info)
         self._writer.streams.append(line)
-        self._append(t, line)
-        return StreamTap(self, conn, name)
+        self._append(line)
+        tap = StreamTap(self, conn, name)
+        self._stream_taps.append(tap)
+        return tap
 
     def attach(self, target: Any) -> Any:
         """Record ``target``: a public / private / trade WebSocket client, a
@@ -349,13 +376,12 @@ class Recorder:
 
     # -- buffer ---------------------------------------------------------------------------------
 
-    def _append(self, t: int, line: bytes) -> None:
+    def _append(self, line: bytes) -> None:
+        """Append one record (``line`` ends with its newline)."""
         buf = self._buf
-        if not buf:
-            self._t_first = t
-        buf += line
-        self._frames += 1
-        self._t_last = t
+        buf += b"\n"
+        buf += memoryview(line)[:-1]
+        self._n += 1
         if len(buf) >= self._chunk_bytes:
             self._handoff()
 
@@ -379,15 +405,24 @@ class Recorder:
         buf = self._buf
         if not buf or not self._started:
             return
-        frames = self._frames
-        self._buf = bytearray()
-        self._frames = 0
+        self._buf = fresh = bytearray()
+        frames = self._pending_records()
+        self._n = 0
+        for tap in self._stream_taps:
+            tap._buf = fresh
+            tap._n = 0
         size = len(buf)
         if writer.pending_bytes + size > self.max_pending_bytes:
             self._dropped_frames += frames
             self._dropped_bytes += size
             return
-        writer.put(Chunk(buf, frames, self._t_first, self._t_last, self._dropped_frames))
+        t_first = int(buf[1 : buf.find(b"\t")])
+        buf += b"\n"
+        writer.put(Chunk(memoryview(buf)[1:], frames, t_first, self._dropped_frames))
+
+    def _pending_records(self) -> int:
+        """Records in the buffer (frames received by the taps, other records appended)."""
+        return self._n + sum(tap._n for tap in self._stream_taps)
 
     # -- stats ----------------------------------------------------------------------------------
 
@@ -396,7 +431,11 @@ class Recorder:
         ws = self._writer.stats
         return RecorderStats(
             state=ws.state,
-            frames=ws.frames_written + ws.lost_frames + self._dropped_frames + self._frames,
+            frames=ws.frames_written
+            + ws.lost_frames
+            + self._dropped_frames
+            + self._writer.pending_frames
+            + self._pending_records(),
             frames_written=ws.frames_written,
             lost_frames=ws.lost_frames + self._dropped_frames,
             bytes_in=ws.bytes_in,

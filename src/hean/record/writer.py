@@ -37,10 +37,9 @@ log = logging.getLogger("hean.record")
 class Chunk:
     """Lines handed over by the loop: ``frames`` records of which the first at ``t_first``."""
 
-    data: bytes | bytearray
+    data: bytes | bytearray | memoryview
     frames: int
     t_first: int
-    t_last: int
     dropped: int = 0
     """Frames the loop has dropped so far (overflow), cumulative."""
 
@@ -113,6 +112,8 @@ class FileWriter:
         self._queue: deque[Chunk | None] = deque()
         self.pending_bytes = 0
         """Bytes handed over and not yet written (read by the loop's overflow check)."""
+        self.pending_frames = 0
+        """Records handed over and not yet written (or counted as lost)."""
         self._cond = threading.Condition()
         self._file: BinaryIO | None = None
         self._file_bytes = 0
@@ -140,6 +141,7 @@ class FileWriter:
         with self._cond:
             self._queue.append(chunk)
             self.pending_bytes += len(chunk.data)
+            self.pending_frames += chunk.frames
             self._cond.notify()
 
     def close(self, timeout: float = 10.0) -> None:
@@ -173,6 +175,7 @@ class FileWriter:
                 self._write_chunk(item)
                 with self._cond:
                     self.pending_bytes -= len(item.data)
+                    self.pending_frames -= item.frames
 
     def _drain(self) -> None:
         while self._queue:
@@ -182,6 +185,7 @@ class FileWriter:
                 return
             self._write_chunk(item)
             self.pending_bytes -= len(item.data)
+            self.pending_frames -= item.frames
 
     def _write_chunk(self, chunk: Chunk) -> None:
         stats = self.stats
@@ -235,7 +239,7 @@ class FileWriter:
             self._lose(chunk)
             self._close_file(end=False)
 
-    def _write(self, data: bytes | bytearray, frames: int) -> None:
+    def _write(self, data: bytes | bytearray | memoryview, frames: int) -> None:
         assert self._file is not None
         stats = self.stats
         compressed = self._cctx.compress(data)
