@@ -14,12 +14,16 @@ the last file is closed), plus the loop thread alone (``time.thread_time``). Two
 Replay speed: the same frames recorded to a file, then replayed in-process (``hean.replay.Replay``
 into a fresh client and bus): frames per second, against the baseline pipeline's.
 
-``--timing``: a 20 s synthetic recording served by ``ReplayServer`` at ``--speed 10`` and
-``max`` to a HEAN client: the wall time to play it.
+``--timing``: a 20 s (``--timing-span``) synthetic recording served by ``ReplayServer`` at
+``--speed 10`` and ``max`` to a HEAN client: the wall time to play it.
+
+``--levels 1,-1,-3``: the firehose runs for each zstd level (and the compression ratio of each
+level's file), all against the same baseline runs; the paced runs use the first level.
 
 Runs alternate baseline and recording; best and median of ``--repeats``.
 
-Run:  .venv/bin/python benchmarks/bench_record.py [--messages 60000] [--repeats 5] [--timing]
+Run:  .venv/bin/python benchmarks/bench_record.py [--messages 60000] [--repeats 5]
+      [--levels 1,-1] [--timing]
 """
 
 from __future__ import annotations
@@ -50,8 +54,9 @@ def make_pipeline(bus: Any) -> Any:
 
 async def run_firehose(
     frames: list[memoryview], bus: Any, level: int | None
-) -> tuple[float, float]:
-    """(process CPU s, loop-thread CPU s) for all frames; ``level=None``: no recorder."""
+) -> tuple[float, float, float]:
+    """(process CPU s, loop-thread CPU s, compression ratio) for all frames; ``level=None``: no
+    recorder (ratio 0)."""
     ws = make_pipeline(bus)
     receive = ws.session.receive
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,11 +83,13 @@ async def run_firehose(
                 received(frame, now)
                 receive(frame, now)
         t1 = time.thread_time()
+        ratio = 0.0
         if rec is not None:
             await rec.close()
             assert rec.stats.lost_frames == 0, rec.stats
+            ratio = rec.stats.bytes_in / rec.stats.bytes_out
         c1 = time.process_time()
-    return c1 - c0, t1 - t0
+    return c1 - c0, t1 - t0, ratio
 
 
 async def run_paced(
@@ -165,7 +172,7 @@ def _symbols() -> list[str]:
     return list(firehose_symbols("linear", N_SYMBOLS))
 
 
-async def replay_timing() -> None:
+async def replay_timing(span: float = 20.0) -> None:
     from hean.exchange.bybit import BybitPublicWebSocket
     from hean.record import Recorder
     from hean.replay.server import ReplayServer
@@ -175,7 +182,7 @@ async def replay_timing() -> None:
             url = "ws://127.0.0.1:1/v5/public/linear"
             tap = rec.tap("public/linear", url, category="linear")
             tap.connected(url, 100.0)
-            for i in range(201):  # 20 s, one frame every 100 ms
+            for i in range(int(span * 10) + 1):  # one frame every 100 ms
                 kind = b"snapshot" if i == 0 else b"delta"
                 tap.received(
                     b'{"topic":"tickers.BTCUSDT","type":"%s","ts":%d,"data":{"symbol":"BTCUSDT",'
@@ -183,7 +190,8 @@ async def replay_timing() -> None:
                     100.0 + i * 0.1,
                 )
         files = list(rec.stats.files)
-        print("\n| replay of a 20 s recording | wall s | ratio to 20 s |\n|---|---|---|")
+        print(f"\n| replay of a {span:g} s recording | wall s | ratio to {span:g} s |")
+        print("|---|---|---|")
         for speed in (10.0, None):
             times: list[float] = []
 
@@ -203,7 +211,7 @@ async def replay_timing() -> None:
                 await ws.disconnect()
             wall = times[-1] - times[0]
             label = "max" if speed is None else f"--speed {speed:g}"
-            print(f"| {label} ({len(times)} frames) | {wall:.3f} | {wall / 20:.4f} |")
+            print(f"| {label} ({len(times)} frames) | {wall:.3f} | {wall / span:.4f} |")
 
 
 def report(name: str, n: int, base: list[float], rec: list[float]) -> None:
@@ -215,14 +223,29 @@ def report(name: str, n: int, base: list[float], rec: list[float]) -> None:
     )
 
 
+def levels_arg(text: str) -> list[int]:
+    levels = [int(x) for x in text.split(",") if x.strip()]
+    if not levels or any(lv == 0 or not -7 <= lv <= 22 for lv in levels):
+        raise argparse.ArgumentTypeError(f"levels must be -7..-1 or 1..22, got {text!r}")
+    return levels
+
+
 async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--messages", type=int, default=60_000)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--level", type=int, default=1)
+    p.add_argument(
+        "--level",
+        "--levels",
+        dest="levels",
+        type=levels_arg,
+        default=[1],
+        help="zstd level(s), comma-separated (e.g. 1,-1,-3); the paced runs use the first",
+    )
     p.add_argument("--rate", type=float, default=2000.0)
     p.add_argument("--paced-seconds", type=float, default=3.0)
-    p.add_argument("--timing", action="store_true", help="also the 20 s replay at speed 10/max")
+    p.add_argument("--timing", action="store_true", help="also a recording served at speed 10/max")
+    p.add_argument("--timing-span", type=float, default=20.0, help="its recorded seconds")
     args = p.parse_args()
 
     from hean import EventBus, EventType
@@ -238,32 +261,46 @@ async def main() -> None:
     for _ in range(3):
         bus.subscribe(EventType.TICK, count)
     size = sum(len(f) for f in frames) / len(frames)
-    print(f"{len(frames)} firehose ticker frames, {size:.0f} bytes on average, zstd level "
-          f"{args.level}; CPU-µs per frame, best / median of {args.repeats}\n")  # fmt: skip
+    levels: list[int] = args.levels
+    print(f"{len(frames)} firehose ticker frames, {size:.0f} bytes on average, zstd level(s) "
+          f"{', '.join(map(str, levels))}; CPU-µs per frame, best / median of "
+          f"{args.repeats}\n")  # fmt: skip
     print("| run | baseline (no recording) | with recording | recording adds | ratio |")
     print("|---|---|---|---|---|")
-    runs: dict[str, tuple[list[float], list[float]]] = {
-        k: ([], []) for k in ("proc", "loop", "pproc", "ploop")
-    }
+    runs: dict[str, tuple[list[float], list[float]]] = {"pproc": ([], []), "ploop": ([], [])}
+    base_proc: list[float] = []
+    base_loop: list[float] = []
+    proc: dict[int, list[float]] = {lv: [] for lv in levels}
+    loop: dict[int, list[float]] = {lv: [] for lv in levels}
+    ratios: dict[int, list[float]] = {lv: [] for lv in levels}
     for _ in range(args.repeats):
-        for level in (None, args.level):
-            cpu, loop_cpu = await run_firehose(frames, bus, level)
-            which = 0 if level is None else 1
-            runs["proc"][which].append(cpu)
-            runs["loop"][which].append(loop_cpu)
+        cpu, loop_cpu, _ = await run_firehose(frames, bus, None)
+        base_proc.append(cpu)
+        base_loop.append(loop_cpu)
+        for level in levels:
+            cpu, loop_cpu, ratio = await run_firehose(frames, bus, level)
+            proc[level].append(cpu)
+            loop[level].append(loop_cpu)
+            ratios[level].append(ratio)
     n = len(frames)
-    report("firehose, whole process (incl. writer thread)", n, *runs["proc"])
-    report("firehose, event-loop thread only", n, *runs["loop"])
+    for level in levels:
+        report(f"firehose, level {level}, whole process (incl. writer thread)", n,
+               base_proc, proc[level])  # fmt: skip
+        report(f"firehose, level {level}, event-loop thread only", n, base_loop, loop[level])
     paced_frames = frames[: int(args.rate * args.paced_seconds)]
     for _ in range(max(1, args.repeats // 2)):
-        for level in (None, args.level):
+        for level in (None, levels[0]):
             cpu, loop_cpu = await run_paced(paced_frames, bus, level, args.rate)
             which = 0 if level is None else 1
             runs["pproc"][which].append(cpu)
             runs["ploop"][which].append(loop_cpu)
     m = len(paced_frames)
-    report(f"paced {args.rate:g}/s, whole process", m, *runs["pproc"])
-    report(f"paced {args.rate:g}/s, event-loop thread only", m, *runs["ploop"])
+    report(f"paced {args.rate:g}/s, level {levels[0]}, whole process", m, *runs["pproc"])
+    report(f"paced {args.rate:g}/s, level {levels[0]}, event-loop thread only", m,
+           *runs["ploop"])  # fmt: skip
+    print("\n| zstd level | compression ratio (firehose file) |\n|---|---|")
+    for level in levels:
+        print(f"| {level} | {statistics.median(ratios[level]):.2f} |")
 
     speeds = [await replay_speed(frames, bus) for _ in range(max(1, args.repeats // 2))]
     rs = [s[0] for s in speeds]
@@ -276,7 +313,7 @@ async def main() -> None:
     print(f"| Replay.run ({speeds[0][2]} frames: read, decompress, feed) | {max(rs):,.0f} / "
           f"{statistics.median(rs):,.0f} | {ratio:.2f} |")  # fmt: skip
     if args.timing:
-        await replay_timing()
+        await replay_timing(args.timing_span)
     await bus.stop()
 
 
