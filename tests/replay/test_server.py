@@ -165,3 +165,49 @@ async def test_speed_scales_the_recorded_spacing(tmp_path: Path) -> None:
     # generous bounds around span / 10 = 0.2 s (a loaded machine stretches, never shrinks it)
     assert span / 10 * 0.9 <= at_10 < span / 10 * 4
     assert at_max < at_10
+
+
+async def test_the_server_reads_each_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Playing decompresses each file once (it used to read every file a first time to
+    collect the recorded symbols); a client may subscribe to a symbol before the player has
+    read any frame of it."""
+    from hean.record import reader as reader_module
+
+    files = await synthetic(tmp_path / "a", 30, 0.001)
+    files += await synthetic_symbol(tmp_path / "b", "XYZUSDT", 30, 0.001)
+    reads: list[str] = []
+    lines = reader_module.FileReader._lines
+
+    def counted(self: Any) -> Any:
+        reads.append(self.path.name)
+        return lines(self)
+
+    monkeypatch.setattr(reader_module.FileReader, "_lines", counted)
+    async with ReplayServer(files, speed=None, wait=5.0) as server:
+        got: list[float] = []
+        ws = BybitPublicWebSocket(_Sink(got), "linear", url=server.url("linear"))
+        await ws.subscribe_tickers(["BTCUSDT", "XYZUSDT"])
+        await ws.connect(timeout=3.0)
+        await asyncio.wait_for(server.done.wait(), 10)
+        await until(lambda: len(got) >= 60)
+        await ws.disconnect()
+    assert sorted(reads) == sorted(Path(f).name for f in files)
+    assert server.stats.frames == 60 and server.stats.unsubscribed == 0
+
+
+async def synthetic_symbol(directory: Path, symbol: str, frames: int, spacing: float) -> list[str]:
+    """Like :func:`synthetic`, for another symbol, on a clock 1 ms later."""
+    async with Recorder(directory) as rec:
+        tap = rec.tap("public/linear", "ws://127.0.0.1:1/v5/public/linear", category="linear")
+        tap.connected("ws://127.0.0.1:1/v5/public/linear", 100.0)
+        for i in range(frames):
+            payload = (
+                b'{"topic":"tickers.%s","type":"%s","ts":%d,"cs":%d,'
+                b'"data":{"symbol":"%s","lastPrice":"%d"}}'
+                % (symbol.encode(), b"snapshot" if i == 0 else b"delta",
+                   1_700_000_000_000 + i, i, symbol.encode(), 3000 + i)
+            )  # fmt: skip
+            tap.received(payload, 100.0005 + i * spacing)
+    return list(rec.stats.files)

@@ -20,7 +20,12 @@ import zstandard
 
 from hean.record.format import Record, parse_line
 
-__all__ = ["FileReader", "RecordingReader", "StreamInfo", "read_records"]
+__all__ = ["READ_BLOCK", "FileReader", "RecordingReader", "StreamInfo", "read_records"]
+
+READ_BLOCK = 256 << 10
+"""Decompressed bytes read at a time: a file is streamed, never held whole. The reader holds
+about four times this in Python objects at once (the block, the split lines, the records being
+handed out), plus the zstd decoder's window (at most a chunk, 1 MiB by default) per open file."""
 
 
 @dataclass(slots=True)
@@ -68,7 +73,7 @@ class FileReader:
             rest = b""
             while True:
                 try:
-                    block = reader.read(1 << 20)
+                    block = reader.read(READ_BLOCK)
                 except zstandard.ZstdError:
                     self.truncated = True
                     break

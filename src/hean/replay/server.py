@@ -13,7 +13,11 @@ subscribed to the frame's topic on the same endpoint path, byte for byte, with t
 spacing divided by ``speed`` (``None``: back to back, as fast as each client reads: a client
 whose unsent backlog is over ``max_backlog`` bytes is waited for).
 
-One clock for every file: records of all files are merged by time. Waiting for clients: the
+One clock for every file: records of all files are merged by time. Each file is read once, as it
+plays (streamed: :data:`~hean.record.reader.READ_BLOCK` of text at a time per recorder's file
+being read, plus the zstd window), so the server's memory does not grow with the recording;
+since the symbols a recording holds are known only once it is read, a subscribe to any symbol
+is accepted (a topic without recorded frames stays silent). Waiting for clients: the
 clock starts when a first client has subscribed (up to ``wait`` seconds); after a replayed
 disconnect, the first frame of each topic the dropped clients had waits (up to ``wait``) for a
 client subscribed to it again, the clock paused meanwhile, so a client that reconnects more
@@ -83,13 +87,14 @@ class ServerReplayStats:
 class _ReplayEmulator(Emulator):
     """The emulator with its market replaced by the player's frames."""
 
-    def __init__(self, config: EmulatorConfig, symbols: set[str]) -> None:
+    def __init__(self, config: EmulatorConfig) -> None:
         super().__init__(config)
-        self.replay_symbols = symbols
         self.changed = asyncio.Event()
 
     def has_symbol(self, category: str, symbol: str) -> bool:
-        return symbol in self.replay_symbols or super().has_symbol(category, symbol)
+        """Any symbol: which ones the recording has is known only once it is read (it is read
+        once, as it plays); a topic the recording has no frames for stays silent."""
+        return True
 
     def send_initial(self, session: PublicSession, topic: Topic) -> None:
         """No made-up snapshot: the recording's frames are the data."""
@@ -141,7 +146,7 @@ class ReplayServer:
         base = config if config is not None else EmulatorConfig()
         cfg = {f.name: getattr(base, f.name) for f in base.__dataclass_fields__.values()}
         cfg.update(host=host, port=port, auto_tick=False, rest=False)
-        self.emulator = _ReplayEmulator(EmulatorConfig(**cfg), _symbols(self.paths))
+        self.emulator = _ReplayEmulator(EmulatorConfig(**cfg))
         self.stats = ServerReplayStats()
         self.done = asyncio.Event()
         """Set when every record has been played."""
@@ -366,19 +371,3 @@ async def _sleep_until(loop: asyncio.AbstractEventLoop, at: float) -> None:
 
 def _path(url: str) -> str:
     return urllib.parse.urlsplit(url).path or "/"
-
-
-def _symbols(paths: list[Any]) -> set[str]:
-    """Symbols named by the recorded public topics (the emulator accepts subscribes to them)."""
-    out: set[str] = set()
-    for record, info in RecordingReader(paths):
-        if info is None or record.kind != "send" or b"subscribe" not in record.payload:
-            continue
-        try:
-            msg = msgspec.json.decode(record.payload)
-        except msgspec.DecodeError:
-            continue
-        args = msg.get("args") if isinstance(msg, dict) else None
-        if isinstance(args, list):
-            out.update(str(a).rsplit(".", 1)[-1] for a in args)
-    return out
