@@ -40,9 +40,24 @@ def opts(url: str, **kw: object) -> MonitorOptions:
 def test_sim_private_is_authenticated_and_reported() -> None:
     proc = run("monitor", "--sim", "--private", "--duration", "1.5", "--json")
     assert proc.returncode == 0, proc.stderr
-    private = json.loads(proc.stdout)["private"]
+    report = json.loads(proc.stdout)
+    private = report["private"]
     assert private["auth"] == "authenticated" and private["state"] == "live"
     assert set(private["events"]) == {"order", "execution", "position", "wallet"}
+    # the order-entry connection is opened with --private too, and is not the public one
+    trade = report["trade"]
+    assert trade["auth"] == "authenticated" and trade["state"] == "live"
+    assert trade["url"].endswith("/v5/trade") and report["drops"] == 0
+
+
+def test_sim_private_no_trade_and_the_text_report() -> None:
+    proc = run("monitor", "--sim", "--private", "--duration", "1", "--symbols", "BTCUSDT")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^  trade ws://\S+/v5/trade: authenticated, live$", proc.stdout, re.M)
+    proc = run("monitor", "--sim", "--private", "--no-trade", "--duration", "1", "--json",
+               "--symbols", "BTCUSDT")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "trade" not in json.loads(proc.stdout)
 
 
 def test_private_without_keys_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,8 +116,9 @@ async def test_wrong_key_makes_the_run_unstable(monkeypatch: pytest.MonkeyPatch)
         )
         report = json.loads(out.getvalue())
         assert code == 1 and report["stable"] is False
-        assert report["private"]["auth"] == "failed"
+        assert report["private"]["auth"] == "failed" and report["trade"]["auth"] == "failed"
         assert any("private stream not authenticated" in r for r in report["reasons"])
+        assert any("trade connection not authenticated" in r for r in report["reasons"])
         assert "nope" not in out.getvalue()
 
 

@@ -193,14 +193,110 @@ def test_monitor_private_connection_auth_and_account_are_on_health() -> None:
         doc = json.loads(get(base + "health")[1])
         conns = doc["connections"]
         assert isinstance(conns, dict)
-        if "private" in conns and doc["accounts"] and conns["private"]["state"] == "live":
+        if doc["accounts"] and all(
+            n in conns and conns[n]["state"] == "live" for n in ("private", "trade")
+        ):
             break
         time.sleep(0.1)
     conns = doc["connections"]
-    assert isinstance(conns, dict) and set(conns) == {"public/linear", "private"}, doc
+    assert isinstance(conns, dict) and set(conns) == {"public/linear", "private", "trade"}, doc
     assert conns["private"]["auth"] == "ok" and conns["public/linear"]["auth"] == "not_required"
+    assert conns["trade"]["auth"] == "ok"  # order entry is opened with --private too
     state = json.loads(get(base + "api/state")[1])
     assert state["connections"]["private"]["auth"] == "ok"
     assert state["accounts"]["account"]["sync"] == "in_sync"
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+
+
+def _without_keys() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("BYBIT_API_")}
+
+
+def test_serve_private_shows_the_private_and_trade_connections_and_the_account() -> None:
+    """Issue 13: ``hean serve`` had no ``--private``: the dashboard could not show the private
+    connection, its auth state, the account's sync state, nor the order-entry connection.
+    ``--sim --private`` uses the emulator's account and opens all three."""
+    proc = subprocess.Popen(
+        [*HEAN, "serve", "--sim", "--private", "--http", "0", "--symbols", "BTCUSDT",
+         "--ping-interval", "0.5", "--pong-timeout", "0.5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_without_keys(),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        banner = ""
+        while "Ctrl-C" not in banner:
+            line = proc.stdout.readline()
+            assert line, banner
+            banner += line
+        assert re.search(r"private\s+ws://127\.0\.0\.1:\d+/v5/private \+ account", banner)
+        assert re.search(r"trade\s+ws://127\.0\.0\.1:\d+/v5/trade", banner), banner
+        base = URL.search(banner)[1]  # type: ignore[index]
+        deadline = time.monotonic() + 15
+        while True:
+            doc = json.loads(get(base + "health")[1])
+            conns = doc["connections"]
+            if doc["ws_ok"] and {"private", "trade"} <= set(conns):
+                break
+            assert time.monotonic() < deadline, doc
+            time.sleep(0.1)
+        assert set(conns) == {"public/linear", "private", "trade"}
+        assert conns["private"]["auth"] == "ok" and conns["trade"]["auth"] == "ok"
+        assert conns["trade"]["state"] == "live" and conns["trade"]["url"].endswith("/v5/trade")
+        assert doc["accounts"]["account"]["sync"] == "in_sync"
+        state = json.loads(get(base + "api/state")[1])
+        assert state["connections"]["trade"]["auth"] == "ok"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+
+
+def test_serve_private_no_trade_leaves_order_entry_out() -> None:
+    proc = subprocess.Popen(
+        [*HEAN, "serve", "--sim", "--private", "--no-trade", "--http", "0", "--symbols",
+         "BTCUSDT"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_without_keys(),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        base = wait_for_url(proc.stdout)
+        deadline = time.monotonic() + 15
+        while True:
+            doc = json.loads(get(base + "health")[1])
+            if doc["ws_ok"] and "private" in doc["connections"]:
+                break
+            assert time.monotonic() < deadline, doc
+            time.sleep(0.1)
+        assert set(doc["connections"]) == {"public/linear", "private"}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+
+
+@pytest.mark.parametrize("command", ["serve", "monitor"])
+def test_private_without_keys_is_the_same_one_line_error(command: str) -> None:
+    proc = subprocess.run(
+        [*HEAN, command, "--private", "--url", "ws://127.0.0.1:9/v5/public/linear",
+         "--http", "0"],
+        capture_output=True, text=True, timeout=30, env=_without_keys(),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("--private needs API keys:"), proc.stderr
+    assert "BYBIT_API_KEY" in lines[0]
+
+
+def test_no_trade_needs_private(capsys: pytest.CaptureFixture[str]) -> None:
+    from hean.cli.main import main
+
+    for command in ("serve", "monitor"):
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--sim", "--no-trade"])
+        assert exc.value.code == 2 and "--no-trade needs --private" in capsys.readouterr().err

@@ -320,3 +320,109 @@ async def test_dashboard_shows_the_account_and_its_reconciliations(
             await server.stop()
             await health.stop()
             await account.stop()
+
+
+CONNECTIONS = """(() => {
+  const conns = {};
+  for (const tr of document.querySelectorAll('#connections tbody tr[data-connection]')) {
+    const td = (k) => tr.querySelector('td.' + k);
+    conns[tr.dataset.connection] = {state: td('state').textContent,
+      state_class: td('state').className, detail: td('detail').textContent,
+      auth: td('auth').textContent, auth_class: td('auth').className,
+      url: tr.lastElementChild.textContent};
+  }
+  const accounts = {};
+  for (const tr of document.querySelectorAll('#accounts tbody tr[data-account]')) {
+    accounts[tr.dataset.account] = tr.querySelector('td.sync').textContent;
+  }
+  return JSON.stringify({conns, accounts,
+    status: document.getElementById('status').textContent,
+    reasons: Array.from(document.querySelectorAll('#reasons li')).map((li) => li.textContent)});
+})()"""
+
+
+async def test_hean_serve_private_shows_private_and_trade_auth_on_the_dashboard(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: ``hean serve --private`` (keys from the environment) shows the private
+    connection, the order-entry (trade) connection and the account, each with its auth or sync
+    state; then the trade connection's authentication fails (the venue rejects the key on its
+    reconnect) and the dashboard says so on the trade row, while the private row stays live.
+    Screenshots: test-artifacts/dashboard-private-trade.png, dashboard-trade-auth-failed.png."""
+    import io
+
+    from hean.cli.serve import ServeOptions, run_serve
+    from hean.emulator import DEFAULT_API_KEY, DEFAULT_API_SECRET
+
+    monkeypatch.setenv("BYBIT_API_KEY", DEFAULT_API_KEY)
+    monkeypatch.setenv("BYBIT_API_SECRET", DEFAULT_API_SECRET)
+    opts = ServeOptions(
+        url=emulator.url("linear"),
+        symbols=["BTCUSDT"],
+        http_port=0,
+        private=True,
+        rest_url=emulator.rest_url(),
+        ping_interval=0.5,
+        pong_timeout=0.5,
+        connect_timeout=3.0,
+        check_interval=ms(50),
+    )
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[HealthServer] = loop.create_future()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_serve(opts, out=io.StringIO(), stop_event=stop, ready=ready))
+    browser = Browser(tmp_path / "profile")
+
+    async def wait_for(check: Any, what: str) -> dict[str, Any]:
+        deadline = loop.time() + 15
+        page: dict[str, Any] = {}
+        while True:
+            if await browser.evaluate(
+                "location.href.startsWith('http') && !!document.getElementById('connections')"
+            ):
+                page = json.loads(await browser.evaluate(CONNECTIONS))
+                if check(page):
+                    return page
+            assert loop.time() < deadline, f"{what}: {page}"
+            await asyncio.sleep(0.1)
+
+    try:
+        server = await asyncio.wait_for(ready, 10)
+        await browser.start()
+        await browser.goto(server.url)
+        page = await wait_for(
+            lambda p: (
+                p["status"] == "SAFE TO TRADE"
+                and {"private", "trade"} <= set(p["conns"])
+                and p["conns"]["trade"]["auth"] == "ok"
+                and p["accounts"].get("account") == "in sync"
+            ),
+            "the private and trade connections never shown live and authenticated",
+        )
+        await browser.screenshot(ARTIFACTS / "dashboard-private-trade.png")
+        trade, private = page["conns"]["trade"], page["conns"]["private"]
+        assert trade["state"] == "live" and "good" in trade["state_class"]
+        assert "good" in trade["auth_class"] and trade["url"].endswith("/v5/trade")
+        assert private["state"] == "live" and private["auth"] == "ok"
+        assert page["conns"]["public/linear"]["auth"] == "-"  # public: no auth to show
+
+        # -- the venue rejects the key when the trade connection comes back ------------------
+        emulator.set_faults(auth_reject="bad_key")
+        [conn] = [c for c in emulator.live_connections() if c.path.startswith("/v5/trade")]
+        emulator.drop_connections(conn.conn_id)
+        page = await wait_for(
+            lambda p: p["conns"]["trade"]["auth"] == "failed",
+            "the trade connection's failed auth never shown",
+        )
+        await browser.screenshot(ARTIFACTS / "dashboard-trade-auth-failed.png")
+        trade, private = page["conns"]["trade"], page["conns"]["private"]
+        assert "bad" in trade["auth_class"] and "bad" in trade["state_class"]
+        assert trade["state"] != "live" and "authentication failed" in trade["detail"]
+        assert private["state"] == "live" and private["auth"] == "ok"  # only order entry
+        assert page["status"] != "SAFE TO TRADE"
+        assert "connection trade: authentication failed (bad_key)" in page["reasons"], page
+        assert browser.console_errors() == []
+    finally:
+        await browser.stop()
+        stop.set()
+        assert await asyncio.wait_for(task, 15) == 0

@@ -17,6 +17,7 @@ from hean.core.clock import Clock
 from hean.core.waits import wait_set
 
 if TYPE_CHECKING:
+    from hean.core.secrets import Secret
     from hean.emulator import Emulator
 
 T = TypeVar("T")
@@ -27,7 +28,9 @@ __all__ = [
     "category_from_url",
     "follow",
     "logs_above_live",
+    "private_credentials",
     "resolve_market",
+    "sibling_url",
     "start_sim",
     "until_stopped",
 ]
@@ -101,6 +104,33 @@ def resolve_market(
         if bad:
             raise UsageError(f"{', '.join(bad)}: an option symbol; use --category option")
     return cat, symbols
+
+
+def private_credentials() -> tuple[Secret, Secret]:
+    """The API key and secret for ``--private`` (``BYBIT_API_KEY`` / ``BYBIT_API_SECRET``).
+
+    Raises:
+        UsageError: they are missing or invalid (one line, the same for every command).
+    """
+    from hean.core.config import ConfigError, Settings
+
+    try:
+        settings = Settings()
+    except ConfigError as exc:
+        raise UsageError(f"--private: {exc}") from None
+    if not settings.has_credentials:
+        raise UsageError(
+            "--private needs API keys: set BYBIT_API_KEY and BYBIT_API_SECRET "
+            "(or use --sim, which uses the emulator's account)"
+        )
+    creds = settings.credentials()
+    return creds.api_key, creds.api_secret
+
+
+def sibling_url(url: str, kind: str) -> str:
+    """The ``private`` or ``trade`` endpoint on the host of a public endpoint ``url``
+    (``ws://h:1/v5/public/linear`` -> ``ws://h:1/v5/trade``)."""
+    return url.split("/v5/", 1)[0] + f"/v5/{kind}"
 
 
 async def start_sim(category: str, rate: float) -> tuple[Emulator, str]:

@@ -223,8 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--private",
         action="store_true",
         help="also connect the private stream (keys from BYBIT_API_KEY / BYBIT_API_SECRET; "
-        "with --sim, the emulator's account) and count order/execution/position/wallet events",
+        "with --sim, the emulator's account) and count order/execution/position/wallet events, "
+        "and the order-entry connection (/v5/trade)",
     )
+    _add_no_trade(mon)
     mon.add_argument(
         "--rest-url",
         type=_http_url,
@@ -272,6 +274,30 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DEPTH",
         help="also subscribe order books of this depth (1, 50, 200, 1000; option 25, 100)",
+    )
+    srv.add_argument(
+        "--private",
+        action="store_true",
+        help="also open the private stream with the account view (in sync / reconciling) and "
+        "the order-entry connection (/v5/trade), each shown with its auth state (keys from "
+        "BYBIT_API_KEY / BYBIT_API_SECRET; with --sim, the emulator's account)",
+    )
+    _add_no_trade(srv)
+    srv.add_argument(
+        "--rest-url",
+        type=_http_url,
+        default=None,
+        metavar="URL",
+        help="with --private and --url: the REST base URL, so the account view is kept too "
+        "(--sim, --testnet and --mainnet know theirs)",
+    )
+    srv.add_argument(
+        "--sim-activity",
+        type=_positive_float,
+        default=None,
+        metavar="PER_SECOND",
+        help="with --sim --private: simulated activity on the demo account, steps per second "
+        "(orders placed, filled, cancelled; default: none)",
     )
     _add_http_options(srv, 9180)
     srv.add_argument(
@@ -479,6 +505,14 @@ def _add_market_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_no_trade(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-trade",
+        action="store_true",
+        help="with --private: leave out the order-entry connection (e.g. demo trading has none)",
+    )
+
+
 def _add_timing_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ping-interval",
@@ -556,6 +590,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         except UsageError as exc:
             parser.error(str(exc))
+    if args.command in ("monitor", "serve"):
+        if args.sim_activity is not None and not (args.sim and args.private):
+            parser.error("--sim-activity needs --sim and --private (it acts on the demo account)")
+        if args.no_trade and not args.private:
+            parser.error("--no-trade needs --private (only --private opens order entry)")
     if args.command == "monitor":
         from hean.cli.monitor import MonitorOptions, run_monitor
 
@@ -575,14 +614,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             sim_rate=args.sim_rate,
             books=args.books,
             private=args.private,
+            trade=not args.no_trade,
             rest_url=args.rest_url,
             http_port=args.http,
             http_host=args.http_host or "127.0.0.1",
             allow_remote=args.http_host is not None,
             sim_activity=args.sim_activity,
         )
-        if args.sim_activity is not None and not (args.sim and args.private):
-            parser.error("--sim-activity needs --sim and --private (it acts on the demo account)")
         if args.books is not None:
             from hean.exchange.bybit.ws_public import BOOK_DEPTHS
 
@@ -627,6 +665,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             duration=args.duration,
             policy=policy,
             check_interval=args.check_interval,
+            private=args.private,
+            trade=not args.no_trade,
+            rest_url=args.rest_url,
+            sim_activity=args.sim_activity,
         )
         return _run(lambda stop: run_serve(serve_opts, stop_event=stop))
     if args.command == "account":

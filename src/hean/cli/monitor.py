@@ -23,11 +23,17 @@ from rich.text import Text
 
 from hean.account import Account, AccountError
 from hean.cli.account import describe_run
-from hean.cli.common import follow, start_sim, until_stopped
-from hean.cli.report import MonitorTracker, PrivateStats, fmt_price
+from hean.cli.common import (
+    UsageError,
+    follow,
+    private_credentials,
+    sibling_url,
+    start_sim,
+    until_stopped,
+)
+from hean.cli.report import MonitorTracker, PrivateStats, TradeStats, fmt_price
 from hean.core.bus import EventBus
 from hean.core.clock import Clock, SystemClock
-from hean.core.config import ConfigError, Settings
 from hean.core.events import AccountSyncEvent, EventType, ReconciledEvent
 from hean.core.lifecycle import ConnectionState
 from hean.core.loop import loop_name
@@ -37,6 +43,7 @@ from hean.exchange.bybit.protocol.backoff import BackoffPolicy
 from hean.exchange.bybit.rest import BybitRestClient, RestError
 from hean.exchange.bybit.ws_private import BybitPrivateWebSocket
 from hean.exchange.bybit.ws_public import BybitPublicWebSocket, ConnectError
+from hean.exchange.bybit.ws_trade import BybitTradeWebSocket
 from hean.health import HealthMonitor, HealthServer
 from hean.health.monitor import connection_reason
 from hean.hub import ConnectionOptions, StreamHub
@@ -72,6 +79,9 @@ class MonitorOptions:
     private: bool = False
     """Also connect the private stream (keys from the environment; ``--sim``: the emulator's)
     and, when a REST URL is known, keep the account view in sync (``hean.account.Account``)."""
+    trade: bool = True
+    """With ``private``: also connect the order-entry connection (``/v5/trade``) and watch its
+    auth and state (``--no-trade`` leaves it out)."""
     rest_url: str | None = None
     """REST base URL for the account view with ``--url`` (``--sim``, testnet and mainnet know
     theirs)."""
@@ -107,18 +117,10 @@ async def run_monitor(
     credentials: tuple[Secret, Secret] | None = None
     if opts.private and not opts.sim:
         try:
-            settings = Settings()
-        except ConfigError as exc:
-            console.print(f"[bold red]--private:[/] {exc}")
+            credentials = private_credentials()
+        except UsageError as exc:
+            console.print(f"[bold red]{escape(str(exc))}[/]", soft_wrap=True)
             return EXIT_NO_CONNECTION
-        if not settings.has_credentials:
-            console.print(
-                "[bold red]--private needs API keys:[/] set BYBIT_API_KEY and BYBIT_API_SECRET "
-                "(or use --sim, which uses the emulator's account)"
-            )
-            return EXIT_NO_CONNECTION
-        creds = settings.credentials()
-        credentials = (creds.api_key, creds.api_secret)
 
     bus = EventBus()
     hubs: list[StreamHub] = []
@@ -146,6 +148,7 @@ async def run_monitor(
         list(opts.symbols), clock.monotonic(), opts.max_gap, books=opts.books is not None
     )
     private_ws: BybitPrivateWebSocket | None = None
+    trade_ws: BybitTradeWebSocket | None = None
     account: Account | None = None
     private_bus: EventBus | None = None
     rest: BybitRestClient | None = None
@@ -225,12 +228,14 @@ async def run_monitor(
                 stop,
             )
             if result is not None:
-                private_ws, account, rest = result
+                private_ws, account, rest, trade_ws = result
                 if health is not None:
                     if account is not None:
                         health.add_account(account)  # /health and the dashboard list it
                     elif private_ws.name not in health.feeds:
                         health.add(private_ws)
+                    if trade_ws is not None and trade_ws.name not in health.feeds:
+                        health.add(trade_ws)
             if not started:
                 interrupted = "interrupted while connecting the private stream"
             elif emulator is not None and opts.sim_activity is not None:
@@ -243,12 +248,14 @@ async def run_monitor(
         if not interrupted and ws is not None:
             await _watch(opts, ws, tracker, clock, stop, console)
         if private_ws is not None:
-            _note_private(tracker, private_ws, account)
+            _note_private(tracker, private_ws, account, trade_ws)
         report = _report(tracker, clock.monotonic(), opts, ws, target, interrupted)
     finally:
         if activity is not None:
             await activity.stop()
-        await _close(private_ws, account, rest, private_bus, server, health, hubs, bus, emulator)
+        await _close(
+            private_ws, account, rest, private_bus, trade_ws, server, health, hubs, bus, emulator
+        )
     if opts.json_output:
         out.write(json.dumps(report) + "\n")
     else:
@@ -264,6 +271,7 @@ async def _close(
     account: Account | None,
     rest: BybitRestClient | None,
     private_bus: EventBus | None,
+    trade: BybitTradeWebSocket | None,
     server: HealthServer | None,
     health: HealthMonitor | None,
     hubs: list[StreamHub],
@@ -278,6 +286,8 @@ async def _close(
         await rest.close()
     if private_bus is not None:
         await private_bus.stop()
+    if trade is not None:
+        await trade.disconnect()
     if server is not None:
         await server.stop()
     if health is not None:
@@ -419,20 +429,25 @@ async def _start_private(
     emulator: Any,
     public_url: str | None,
     credentials: tuple[Secret, Secret] | None,
-) -> tuple[BybitPrivateWebSocket, Account | None, BybitRestClient | None]:
+) -> tuple[
+    BybitPrivateWebSocket, Account | None, BybitRestClient | None, BybitTradeWebSocket | None
+]:
     """Connect and subscribe the private stream and, with a REST URL, start the account view
-    on it (one private connection for both); failures are reported, not raised."""
+    on it (one private connection for both), then the order-entry connection; failures are
+    reported, not raised."""
     rest_url: str | None
     if emulator is not None:
         from hean.emulator.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
 
         url: str | None = emulator.url("private")
+        trade_url: str | None = emulator.url("trade")
         key, secret = Secret.api_key(DEFAULT_API_KEY), Secret.of(DEFAULT_API_SECRET)
         rest_url = emulator.rest_url()
     else:
         assert credentials is not None
         key, secret = credentials
-        url = public_url.split("/v5/", 1)[0] + "/v5/private" if public_url else None
+        url = sibling_url(public_url, "private") if public_url else None
+        trade_url = sibling_url(public_url, "trade") if public_url else None
         rest_url = opts.rest_url
     private = BybitPrivateWebSocket(
         private_bus,
@@ -488,9 +503,36 @@ async def _start_private(
             await private.subscribe(PRIVATE_TOPICS)
     except (AuthError, ConnectError, AccountError, RestError, TimeoutError) as exc:
         stats.auth_detail = str(exc) or type(exc).__name__
-        console.print(f"[bold red]private stream:[/] {stats.auth_detail}")
-    _note_private(tracker, private, account)
-    return private, account, rest
+        console.print(f"[bold red]private stream:[/] {escape(stats.auth_detail)}", soft_wrap=True)
+    trade: BybitTradeWebSocket | None = None
+    if opts.trade:
+        trade = BybitTradeWebSocket(
+            bus,
+            api_key=key,
+            api_secret=secret,
+            testnet=opts.testnet,
+            url=trade_url,
+            clock=clock,
+            ping_interval=opts.ping_interval,
+            pong_timeout=opts.pong_timeout,
+            connect_timeout=opts.connect_timeout,
+        )
+        tracker.trade = TradeStats(url=trade.url)
+        tracker.others.add(trade.name)  # its state events are on the public connection's bus
+        console.print(f"[bold]hean monitor[/] order entry {trade.url} ...", soft_wrap=True)
+        try:
+            await trade.connect(timeout=opts.connect_timeout)
+        except asyncio.CancelledError:  # Ctrl-C meanwhile: close it, the caller never gets it
+            await trade.disconnect()
+            raise
+        except (AuthError, ConnectError, TimeoutError) as exc:
+            tracker.trade.auth_detail = str(exc) or type(exc).__name__
+            console.print(
+                f"[bold red]trade connection:[/] {escape(tracker.trade.auth_detail)}",
+                soft_wrap=True,
+            )
+    _note_private(tracker, private, account, trade)
+    return private, account, rest, trade
 
 
 def _count(stats: PrivateStats, kind: str, _event: object) -> None:
@@ -501,8 +543,17 @@ def _count(stats: PrivateStats, kind: str, _event: object) -> None:
 
 
 def _note_private(
-    tracker: MonitorTracker, private: BybitPrivateWebSocket, account: Account | None
+    tracker: MonitorTracker,
+    private: BybitPrivateWebSocket,
+    account: Account | None,
+    trade: BybitTradeWebSocket | None = None,
 ) -> None:
+    if trade is not None and tracker.trade is not None:
+        t = tracker.trade
+        t.auth, t.state = trade.auth_state.status, trade.state.value
+        failure = trade.auth_state.last_failure
+        if failure is not None:
+            t.auth_detail = failure.message
     stats = tracker.private
     if stats is None:
         return
@@ -521,7 +572,9 @@ def _private_caption(tracker: MonitorTracker) -> str | None:
         return None
     counts = "  ".join(f"{k}={v}" for k, v in p.events.items())
     account = "" if p.account == "not_watched" else f"  account {p.account.replace('_', ' ')}"
-    return f"private {p.url}: {p.auth} ({p.state})  {counts}  gaps={p.gaps}{account}"
+    t = tracker.trade
+    trade = "" if t is None else f"\ntrade {t.url}: {t.auth} ({t.state})"
+    return f"private {p.url}: {p.auth} ({p.state})  {counts}  gaps={p.gaps}{account}{trade}"
 
 
 def _print_report(out: TextIO, report: dict[str, Any]) -> None:
@@ -563,6 +616,10 @@ def _print_report(out: TextIO, report: dict[str, Any]) -> None:
                 f"  account: {p['account'].replace('_', ' ')}, "
                 f"{p['reconciliations']} reconciliation(s){last}"
             )
+    t = report.get("trade")
+    if t is not None:
+        detail = f" ({t['auth_detail']})" if t["auth_detail"] else ""
+        lines.append(f"  trade {t['url']}: {t['auth']}{detail}, {t['state']}")
     if report["stable"]:
         lines.append("connection stable")
     else:

@@ -14,7 +14,14 @@ from hean.core.events import (
 )
 from hean.core.lifecycle import ConnectionState
 
-__all__ = ["MonitorTracker", "PrivateStats", "SymbolStats", "decimals_of", "fmt_price"]
+__all__ = [
+    "MonitorTracker",
+    "PrivateStats",
+    "SymbolStats",
+    "TradeStats",
+    "decimals_of",
+    "fmt_price",
+]
 
 
 def decimals_of(text: object) -> int | None:
@@ -89,6 +96,16 @@ class PrivateStats:
 
 
 @dataclass(slots=True)
+class TradeStats:
+    """The order-entry connection ``--private`` opens too: its auth and state."""
+
+    url: str
+    auth: str = "not_authenticated"
+    auth_detail: str = ""
+    state: str = "idle"
+
+
+@dataclass(slots=True)
 class MonitorTracker:
     """Counts ticks per symbol, gaps, reconnects and rejections; decides stable or not.
 
@@ -119,6 +136,10 @@ class MonitorTracker:
     """Order books are watched too (``--books``): they must be seen and valid at the end."""
     private: PrivateStats | None = None
     """The private stream is watched too (``--private``)."""
+    trade: TradeStats | None = None
+    """The order-entry connection is watched too (``--private`` without ``--no-trade``)."""
+    others: set[str] = field(default_factory=set)
+    """Names of connections whose state events are not the public connection's."""
 
     def __post_init__(self) -> None:
         for symbol in self.symbols:
@@ -165,6 +186,8 @@ class MonitorTracker:
             stats.learn(event.best_ask[0])
 
     def on_state(self, event: ConnectionStateEvent) -> None:
+        if event.connection in self.others:
+            return  # the order-entry connection, on the same bus, is watched on its own
         S = ConnectionState
         old, new = self.state, event.new
         self.state = new
@@ -235,6 +258,13 @@ class MonitorTracker:
                 reasons.append(f"private stream is {private.state} at the end")
             elif private.account not in ("in_sync", "not_watched"):
                 reasons.append(f"account not in sync at the end ({private.account})")
+        trade = self.trade
+        if trade is not None:
+            if trade.auth != "authenticated":
+                detail = f": {trade.auth_detail}" if trade.auth_detail else ""
+                reasons.append(f"trade connection not authenticated ({trade.auth}{detail})")
+            elif trade.state != "live":
+                reasons.append(f"trade connection is {trade.state} at the end")
         return not reasons, reasons
 
     def report(self, now: float, extra: dict[str, Any]) -> dict[str, Any]:
@@ -282,6 +312,7 @@ class MonitorTracker:
             "reasons": reasons,
             "symbols": symbols,
             **({} if self.private is None else {"private": _private(self.private)}),
+            **({} if self.trade is None else {"trade": _trade(self.trade)}),
             **extra,
         }
 
@@ -294,6 +325,10 @@ def _spread(bid: tuple[str, str] | None, ask: tuple[str, str] | None) -> float |
     if bid is None or ask is None:
         return None
     return round(float(ask[0]) - float(bid[0]), 12)
+
+
+def _trade(t: TradeStats) -> dict[str, Any]:
+    return {"url": t.url, "auth": t.auth, "auth_detail": t.auth_detail, "state": t.state}
 
 
 def _private(p: PrivateStats) -> dict[str, Any]:

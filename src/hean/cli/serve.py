@@ -6,8 +6,16 @@ connection (Bybit testnet by default, any ``--url``, or the built-in emulator wi
 watches them with :class:`~hean.health.HealthMonitor` and serves
 :class:`~hean.health.HealthServer` on 127.0.0.1 (``--http-host`` to bind elsewhere). It never
 gives up on the connection: while the venue is unreachable it keeps retrying with backoff and
-``/health`` answers 503 with the reason. Exit code 0 after Ctrl-C, 2 when the HTTP port cannot
-be bound.
+``/health`` answers 503 with the reason.
+
+With ``--private`` (keys from ``BYBIT_API_KEY`` / ``BYBIT_API_SECRET``; with ``--sim`` the
+emulator's account) it also opens what an account's trading needs, and shows each with its
+auth state: the private stream, the account view kept in sync on it (in sync / reconciling,
+when a REST URL is known: ``--sim``, testnet, mainnet, or ``--rest-url``), and the order-entry
+connection (``/v5/trade``; ``--no-trade`` leaves it out, e.g. for demo trading, which has none).
+A rejected key is shown as ``auth failed`` and not retried; anything else is retried.
+
+Exit code 0 after Ctrl-C, 2 when the HTTP port cannot be bound or ``--private`` has no keys.
 """
 
 from __future__ import annotations
@@ -21,12 +29,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from hean.cli.common import start_sim
+from hean.cli.common import UsageError, private_credentials, sibling_url, start_sim
 from hean.core.bus import EventBus
 from hean.core.clock import Clock, SystemClock
 from hean.core.loop import loop_name
+from hean.core.secrets import Secret
+from hean.exchange.bybit.endpoints import private_url, trade_url
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
+from hean.exchange.bybit.ws_private import BybitPrivateWebSocket
 from hean.exchange.bybit.ws_public import BybitPublicWebSocket
+from hean.exchange.bybit.ws_trade import BybitTradeWebSocket
 from hean.health import HealthMonitor, HealthServer, StalenessPolicy
 from hean.health.staleness import DEFAULT_FIELD_THRESHOLDS, DEFAULT_THRESHOLDS
 
@@ -66,6 +78,16 @@ class ServeOptions:
     """Seconds to run; 0 runs until interrupted."""
     policy: StalenessPolicy = field(default_factory=StalenessPolicy)
     check_interval: float = 0.25
+    private: bool = False
+    """Also open the private stream, the account view and the order-entry connection (keys
+    from the environment; ``--sim``: the emulator's account)."""
+    trade: bool = True
+    """With ``private``: open the order-entry connection (``/v5/trade``) too."""
+    rest_url: str | None = None
+    """REST base URL for the account view with ``--url`` (``--sim``, testnet and mainnet know
+    theirs)."""
+    sim_activity: float | None = None
+    """With ``--sim --private``: steps per second of simulated activity on the demo account."""
 
 
 def parse_stale_spec(text: str) -> tuple[str, str | None, float | None]:
@@ -272,6 +294,13 @@ async def run_serve(
     out = out if out is not None else sys.stdout
     clock = clock if clock is not None else SystemClock()
     stop = stop_event if stop_event is not None else asyncio.Event()
+    credentials: tuple[Secret, Secret] | None = None
+    if opts.private and not opts.sim:
+        try:  # before binding or connecting anything: the same one line as hean monitor
+            credentials = private_credentials()
+        except UsageError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_CANNOT_SERVE
     bus = EventBus()
     health = HealthMonitor(bus, clock=clock, policy=opts.policy, check_interval=opts.check_interval)
     server = HealthServer(
@@ -287,6 +316,7 @@ async def run_serve(
     emulator: Any = None
     ws: BybitPublicWebSocket | None = None
     connecting: asyncio.Task[None] | None = None
+    private: _PrivateSide | None = None
     await bus.start()
     try:
         url = opts.url
@@ -309,10 +339,15 @@ async def run_serve(
         if opts.books is not None:
             await ws.subscribe_orderbook(opts.symbols, opts.books)
         connecting = asyncio.get_running_loop().create_task(ws.connect(), name="hean-serve-connect")
+        lines = ""
+        if opts.private:
+            private = _PrivateSide(opts, bus, health, clock, emulator, url, credentials)
+            private.start()
+            lines = private.describe()
         base = server.url
         print(
             f"hean serve: {opts.category} {', '.join(opts.symbols)} from {ws.url} "
-            f"(event loop {loop_name()})\n"
+            f"(event loop {loop_name()})\n{lines}"
             f"  dashboard {base}\n  health    {base}health\n  metrics   {base}metrics\n"
             "Ctrl-C to stop.",
             file=out,
@@ -330,6 +365,8 @@ async def run_serve(
                 await connecting
         await server.stop()
         await health.stop()
+        if private is not None:
+            await private.close()
         if ws is not None:
             await ws.disconnect()
         await bus.stop()
@@ -337,3 +374,156 @@ async def run_serve(
             await emulator.stop()
     print("hean serve: stopped", file=out, flush=True)
     return EXIT_OK
+
+
+PRIVATE_TOPICS = ["order", "execution", "position", "wallet"]
+
+
+class _PrivateSide:
+    """What ``--private`` opens: the private stream (on its own bus), the account view on it
+    when a REST URL is known, and the order-entry connection; all watched by ``health``.
+
+    They are opened in the background and kept, like the public connection: an unreachable
+    venue is retried with backoff, a failed account snapshot is retried, and a rejected key is
+    logged once and left in ``auth failed`` (shown on ``/health``), as the clients do.
+    """
+
+    def __init__(
+        self,
+        opts: ServeOptions,
+        bus: EventBus,
+        health: HealthMonitor,
+        clock: Clock,
+        emulator: Any,
+        public: str | None,
+        credentials: tuple[Secret, Secret] | None,
+    ) -> None:
+        from hean.account import Account
+        from hean.exchange.bybit.rest import BybitRestClient
+
+        self.opts = opts
+        self.emulator = emulator
+        rest_url: str | None
+        if emulator is not None:
+            from hean.emulator.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
+
+            key, secret = Secret.api_key(DEFAULT_API_KEY), Secret.of(DEFAULT_API_SECRET)
+            private: str = emulator.url("private")
+            trade: str = emulator.url("trade")
+            rest_url = emulator.rest_url()
+        else:
+            assert credentials is not None
+            key, secret = credentials
+            if public is not None:
+                private, trade = sibling_url(public, "private"), sibling_url(public, "trade")
+            else:
+                private, trade = private_url(testnet=opts.testnet), trade_url(testnet=opts.testnet)
+            rest_url = opts.rest_url
+        timing: dict[str, Any] = dict(
+            clock=clock,
+            ping_interval=opts.ping_interval,
+            pong_timeout=opts.pong_timeout,
+            connect_timeout=opts.connect_timeout,
+        )
+        self.private_bus = EventBus()  # an account republishes its stream de-duplicated
+        self.private = BybitPrivateWebSocket(
+            self.private_bus, api_key=key, api_secret=secret, url=private, **timing
+        )
+        self.rest: BybitRestClient | None = None
+        self.account: Account | None = None
+        if rest_url is not None or (emulator is None and opts.url is None):
+            self.rest = BybitRestClient(
+                api_key=key,
+                api_secret=secret,
+                testnet=opts.testnet,
+                url=rest_url,
+                timeout=opts.connect_timeout,
+            )
+            self.account = Account(
+                bus, self.rest, self.private, clock=clock, subscribe_timeout=opts.connect_timeout
+            )
+            health.add_account(self.account)  # its private connection is watched with it
+        else:
+            health.add(self.private)
+        self.trade: BybitTradeWebSocket | None = None
+        if opts.trade:
+            self.trade = BybitTradeWebSocket(
+                bus, api_key=key, api_secret=secret, url=trade, **timing
+            )
+            health.add(self.trade)
+        self.activity: Any = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def describe(self) -> str:
+        """The start-up lines: where each connection goes."""
+        where = f" + account via REST {self.rest.url}" if self.rest is not None else ""
+        lines = f"  private   {self.private.url}{where}\n"
+        if self.trade is not None:
+            lines += f"  trade     {self.trade.url}\n"
+        if self.activity is not None:
+            lines += f"  activity  {self.activity.rate:g}/s on the demo account\n"
+        return lines
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.tasks.append(loop.create_task(self._keep_private(), name="hean-serve-private"))
+        if self.trade is not None:
+            self.tasks.append(loop.create_task(self._keep_trade(), name="hean-serve-trade"))
+        if self.emulator is not None and self.opts.sim_activity is not None:
+            from hean.emulator import DEFAULT_API_KEY
+            from hean.emulator.activity import DemoActivity
+
+            self.activity = DemoActivity(
+                self.emulator, DEFAULT_API_KEY, rate=self.opts.sim_activity
+            )
+            self.activity.start()
+
+    async def _keep_private(self) -> None:
+        from hean.account import AccountError
+        from hean.exchange.bybit.protocol.auth import AuthError
+        from hean.exchange.bybit.rest import RestError
+        from hean.exchange.bybit.ws_public import ConnectError
+
+        await self.private_bus.start()
+        delay = 1.0
+        while True:
+            try:
+                await self.private.connect()  # as long as it takes; a rejected key raises
+                if self.account is None:
+                    await self.private.subscribe(PRIVATE_TOPICS)
+                else:
+                    await self.account.start()
+                return
+            except AuthError as exc:  # waits in auth_failed, shown on /health: no retry loop
+                log.warning("private stream: %s", exc)
+                return
+            except (AccountError, RestError, ConnectError, TimeoutError) as exc:
+                log.warning("account: %s (trying again in %.0fs)", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2.0, 30.0)
+
+    async def _keep_trade(self) -> None:
+        from hean.exchange.bybit.protocol.auth import AuthError
+
+        assert self.trade is not None
+        try:
+            await self.trade.connect()  # as long as it takes; a rejected key raises
+        except AuthError as exc:  # waits in auth_failed, shown on /health
+            log.warning("trade connection: %s", exc)
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.activity is not None:
+            await self.activity.stop()
+        if self.account is not None:
+            await self.account.stop()
+        await self.private.disconnect()
+        if self.trade is not None:
+            await self.trade.disconnect()
+        if self.rest is not None:
+            await self.rest.close()
+        await self.private_bus.stop()
