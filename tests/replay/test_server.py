@@ -74,6 +74,48 @@ async def test_hean_on_the_replay_publishes_the_live_events(live_run: LiveRun) -
     assert (book.u, tuple(map(tuple, book.bids())), tuple(map(tuple, book.asks()))) == live_run.book
 
 
+async def test_a_late_joiner_gets_a_snapshot_of_the_state_then_the_deltas(
+    live_run: LiveRun,
+) -> None:
+    """A HEAN client that subscribes to the book and a ticker in the middle of the replay gets a
+    snapshot built from the state played so far, then the deltas: its book is valid from its
+    first event on and ends equal to the live run's, its merged ticker too."""
+    async with ReplayServer(live_run.files, speed=1.0, wait=5.0) as server:
+        first_ticks: list[float] = []
+        first = BybitPublicWebSocket(_Sink(first_ticks), "linear", url=server.url("linear"),
+                                     rng=random.Random(1), **SETTINGS)  # fmt: skip
+        await first.subscribe_tickers(["ETHUSDT"])  # starts the clock
+        await first.connect(timeout=3.0)
+        await until(lambda: len(first_ticks) >= 8)
+        bus = EventBus()
+        await bus.start()
+        got = collect(bus)
+        late = BybitPublicWebSocket(
+            bus, "linear", url=server.url("linear"), rng=random.Random(3), **SETTINGS
+        )
+        await late.subscribe_orderbook(["BTCUSDT"], 50)
+        await late.subscribe_tickers(["BTCUSDT"])
+        await late.connect(timeout=3.0)
+        await asyncio.wait_for(server.done.wait(), 20)
+        await first.disconnect()
+        await late.disconnect()
+        await bus.stop()
+    books = [e for e in got.events if e[0] == "orderbook"]
+    ticks = [e for e in got.events if e[0] == "tick" and e[1] == "BTCUSDT"]
+    live_books = [e for e in live_run.events if e[0] == "orderbook"]
+    assert books and ticks and len(books) < len(live_books)  # it joined late
+    assert books[0][4] is True and ticks[0][2] is True  # a snapshot first
+    assert all(e[5] for e in books), "the book was invalid at some point"
+    assert books[0][2] > live_books[0][2]  # the state's u, not the recording's first snapshot
+    assert not [e for e in got.events if e[0] == "subscription" and e[3] == "resyncing"]
+    final = late.orderbook("BTCUSDT", 50)
+    assert final is not None and final.valid
+    assert (final.u, tuple(map(tuple, final.bids())), tuple(map(tuple, final.asks()))) == (
+        live_run.book
+    )
+    assert dict(late.ticker("BTCUSDT").fields) == live_run.tickers["BTCUSDT"]
+
+
 pybit_ut = pytest.importorskip("pybit.unified_trading")
 
 
@@ -118,6 +160,48 @@ async def test_pybit_on_the_replay_receives_the_recorded_frames(
         finally:
             await asyncio.wait_for(loop.run_in_executor(None, ws.exit), 10)
     assert cb.messages == recorded
+
+
+async def test_pybit_joining_late_gets_snapshots_then_deltas(
+    live_run: LiveRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pybit subscribing to a book and a ticker in the middle of the replay: its merged book
+    and ticker (built from a snapshot, then deltas) end equal to the live run's."""
+    async with ReplayServer(live_run.files, speed=0.5, wait=5.0, disconnects=False) as server:
+        monkeypatch.setattr(
+            pybit_ut, "PUBLIC_WSS", f"ws://127.0.0.1:{server.port}/v5/public/{{CHANNEL_TYPE}}"
+        )
+        first_ticks: list[float] = []
+        first = BybitPublicWebSocket(_Sink(first_ticks), "linear", url=server.url("linear"))
+        await first.subscribe_tickers(["ETHUSDT"])  # starts the clock
+        await first.connect(timeout=3.0)
+        await until(lambda: len(first_ticks) >= 8)
+        books: list[dict[str, Any]] = []
+        tickers: list[dict[str, Any]] = []
+
+        def open_ws() -> Any:
+            ws = pybit_ut.WebSocket(
+                testnet=False, channel_type="linear", ping_interval=1, ping_timeout=0.5
+            )
+            ws.orderbook_stream(50, "BTCUSDT", books.append)
+            ws.ticker_stream("BTCUSDT", tickers.append)
+            return ws
+
+        loop = asyncio.get_running_loop()
+        ws = await asyncio.wait_for(loop.run_in_executor(None, open_ws), 10)
+        try:
+            await asyncio.wait_for(server.done.wait(), 20)
+            await asyncio.sleep(0.2)
+        finally:
+            await asyncio.wait_for(loop.run_in_executor(None, ws.exit), 10)
+            await first.disconnect()
+    live_books = [e for e in live_run.events if e[0] == "orderbook"]
+    assert books and tickers and len(books) < len(live_books)
+    data = books[-1]["data"]
+    bids = sorted(map(tuple, data["b"]), key=lambda lv: -float(lv[0]))
+    asks = sorted(map(tuple, data["a"]), key=lambda lv: float(lv[0]))
+    assert (data["u"], tuple(bids), tuple(asks)) == live_run.book
+    assert tickers[-1]["data"] == live_run.tickers["BTCUSDT"]
 
 
 async def synthetic(directory: Path, frames: int, spacing: float) -> list[str]:

@@ -13,6 +13,13 @@ subscribed to the frame's topic on the same endpoint path, byte for byte, with t
 spacing divided by ``speed`` (``None``: back to back, as fast as each client reads: a client
 whose unsent backlog is over ``max_backlog`` bytes is waited for).
 
+A client that subscribes to a book or ticker topic in the middle of the replay gets, right
+after the ack, a snapshot built from the state of the frames played so far
+(:class:`~hean.replay.state.TopicStates`: the merged book with the last ``u`` / ``seq``, the merged
+ticker fields), then the recorded deltas, as on the venue; before the topic's first recorded
+snapshot, and between a recorded disconnect and the recorded reconnect's snapshot, there is no
+state and the client simply gets the recorded snapshot when it comes.
+
 One clock for every file: records of all files are merged by time. Each file is read once, as it
 plays (streamed: :data:`~hean.record.reader.READ_BLOCK` of text at a time per recorder's file
 being read, plus the zstd window), so the server's memory does not grow with the recording;
@@ -38,7 +45,7 @@ import logging
 import math
 import os
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -49,6 +56,7 @@ from hean.emulator import Emulator, EmulatorConfig
 from hean.emulator.connection import PublicSession
 from hean.emulator.topics import Topic
 from hean.record.reader import RecordingReader, StreamInfo
+from hean.replay.state import TopicStates
 
 __all__ = ["ReplayServer", "ServerReplayStats"]
 
@@ -82,6 +90,8 @@ class ServerReplayStats:
     """Seconds the playing took (wall)."""
     lost: int = 0
     truncated: list[str] = field(default_factory=list)
+    snapshots: int = 0
+    """Snapshots built from the state played so far, sent to clients that joined late."""
 
 
 class _ReplayEmulator(Emulator):
@@ -90,6 +100,8 @@ class _ReplayEmulator(Emulator):
     def __init__(self, config: EmulatorConfig) -> None:
         super().__init__(config)
         self.changed = asyncio.Event()
+        self.initial: Callable[[PublicSession, str], None] | None = None
+        """Sends a client that just subscribed the topic's current state (set by the server)."""
 
     def has_symbol(self, category: str, symbol: str) -> bool:
         """Any symbol: which ones the recording has is known only once it is read (it is read
@@ -97,7 +109,9 @@ class _ReplayEmulator(Emulator):
         return True
 
     def send_initial(self, session: PublicSession, topic: Topic) -> None:
-        """No made-up snapshot: the recording's frames are the data."""
+        """No made-up snapshot: the state of the recording's frames played so far, if any."""
+        if self.initial is not None:
+            self.initial(session, topic.name)
 
     def subscriptions_changed(
         self, session: PublicSession, added: Iterable[Topic], removed: Iterable[str]
@@ -147,6 +161,9 @@ class ReplayServer:
         cfg = {f.name: getattr(base, f.name) for f in base.__dataclass_fields__.values()}
         cfg.update(host=host, port=port, auto_tick=False, rest=False)
         self.emulator = _ReplayEmulator(EmulatorConfig(**cfg))
+        self.emulator.initial = self._send_state
+        self.states = TopicStates()
+        """Merged book / ticker state of the frames played, for clients that join late."""
         self.stats = ServerReplayStats()
         self.done = asyncio.Event()
         """Set when every record has been played."""
@@ -211,6 +228,8 @@ class ReplayServer:
         topics_of: dict[str, set[str]] = {}
         known: set[str] = set()
         stopping: set[str] = set()
+        states = self.states
+        follows = states.follows
         for record, info in self.reader:
             if info is None:
                 continue
@@ -230,6 +249,9 @@ class ReplayServer:
                 if b'"new":"stopping"' in record.payload:
                     stopping.add(info.key)  # the client closed it: nothing to replay
                 continue
+            if kind == "closed":
+                # the recorded client's next frames of these topics start with a snapshot
+                self.states.forget(_path(info.url), topics_of.get(info.key, ()))
             if kind == "closed" and info.key in stopping:
                 continue
             if kind == "closed":
@@ -265,8 +287,11 @@ class ReplayServer:
                 targets = self._targets(path, topic)
             if speed is not None:
                 await _sleep_until(loop, base_at + (record.t - base_t) / 1e9 / speed)
-            if not targets:
-                targets = self._targets(path, topic)
+            # the state first: a client that subscribes from now on gets this frame in its
+            # snapshot; one that subscribed while the player slept gets the frame itself
+            if follows(topic):
+                states.apply(path, topic, record.payload)
+            targets = self._targets(path, topic)
             if not targets:
                 stats.unsubscribed += 1
                 continue
@@ -306,6 +331,14 @@ class ReplayServer:
             ):
                 out.append(session)
         return out
+
+    def _send_state(self, session: PublicSession, topic: str) -> None:
+        info = session.info
+        if info is None:
+            return
+        snapshot = self.states.snapshot(info.path.split("?", 1)[0], topic)
+        if snapshot is not None and session.send_raw(snapshot):
+            self.stats.snapshots += 1
 
     def _any_subscriber(self) -> bool:
         return any(s.info is not None and s.info.subscriptions for s in self.emulator.sessions())
