@@ -153,3 +153,30 @@ async def test_ctrl_c_while_connecting_stops_at_once(monkeypatch: pytest.MonkeyP
     assert code == 1
     assert json.loads(out.getvalue()) == {"in_sync": False, "error": "interrupted"}
     assert "stopped before the account was in sync" in err.getvalue()
+
+
+async def test_sim_starts_the_emulator_every_sim_command_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``hean account --sim`` had its own emulator start-up (three linear symbols) beside the
+    one ``hean monitor --sim`` and ``hean serve --sim`` share: one start-up now, listing what
+    ``hean sim`` lists, with the demo account seeded on it."""
+    from hean.cli import common
+    from hean.cli.sim import SimOptions, build_config
+
+    started: list[Emulator] = []
+
+    async def spy(category: str, rate: float, **kw: object) -> tuple[Emulator, str]:
+        emulator, url = await common.start_sim(category, rate, **kw)  # type: ignore[arg-type]
+        started.append(emulator)
+        return emulator, url
+
+    monkeypatch.setattr("hean.cli.account.start_sim", spy)
+    out = io.StringIO()
+    opts = AccountOptions(sim=True, duration=0.3, live_view=False, json_output=True,
+                          sim_outage=None)  # fmt: skip
+    assert await run_account(opts, out=out, err_console=Console(file=io.StringIO())) == 0
+    [emulator] = started
+    assert dict(emulator.config.symbols) == dict(build_config(SimOptions()).symbols)
+    doc = json.loads(out.getvalue())
+    assert doc["in_sync"] and len(doc["open_orders"]) == 12 and doc["positions"]

@@ -27,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hean.account import Account, AccountError
-from hean.cli.common import follow
+from hean.cli.common import follow, start_sim
 from hean.core.bus import EventBus
 from hean.core.clock import Clock, SystemClock
 from hean.core.config import ConfigError, Settings
@@ -238,12 +238,10 @@ async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -
 
 
 async def _start_sim(opts: AccountOptions) -> Any:
-    from hean.emulator import DEFAULT_API_KEY, DEFAULT_API_SECRET, Emulator, EmulatorConfig
+    """The emulator every ``--sim`` command starts, with the demo account seeded on it."""
+    from hean.emulator import DEFAULT_API_KEY, DEFAULT_API_SECRET
 
-    emulator = Emulator(
-        EmulatorConfig(symbols={"linear": SIM_SYMBOLS}, ticker_interval=0.2, seed=opts.sim_seed)
-    )
-    await emulator.start()
+    emulator, _ = await start_sim("linear", 5.0, seed=opts.sim_seed)
     async with BybitRestClient(
         api_key=DEFAULT_API_KEY, api_secret=DEFAULT_API_SECRET, url=emulator.rest_url()
     ) as rest:
@@ -273,8 +271,9 @@ async def _rest_near_touch(
     emulator: Any, rest: BybitRestClient, symbol: str, side: str, count: int, link: str | None
 ) -> None:
     """``count`` limit orders a few ticks behind the touch on ``side``."""
-    assert rest.instruments is not None
-    inst = await rest.instruments.get("linear", symbol)
+    registry = rest.instruments
+    assert isinstance(registry, InstrumentRegistry)  # set by _start_sim and _outages
+    inst = await registry.get("linear", symbol)
     tick = inst.tick_size or Decimal("0.01")
     bids, asks = emulator.book_truth("linear", symbol, 1)
     for i in range(1, count + 1):

@@ -133,16 +133,17 @@ def sibling_url(url: str, kind: str) -> str:
     return url.split("/v5/", 1)[0] + f"/v5/{kind}"
 
 
-async def start_sim(category: str, rate: float) -> tuple[Emulator, str]:
-    """Start the built-in emulator in-process for ``--sim``; returns it and the endpoint URL
-    of ``category``.
+async def start_sim(category: str, rate: float, *, seed: int = 1) -> tuple[Emulator, str]:
+    """Start the built-in emulator in-process for ``--sim`` (every command's: monitor, serve,
+    account); returns it and the endpoint URL of ``category``.
 
     It lists the same instruments as ``hean sim`` (one rule for both: a symbol it does not
-    list is rejected at subscription, as Bybit does), pushing tickers ``rate`` times a second.
+    list is rejected at subscription, as Bybit does), pushing tickers ``rate`` times a second;
+    ``seed`` seeds its market.
     """
     from hean.emulator import Emulator, EmulatorConfig  # only when --sim is used
 
-    emulator = Emulator(EmulatorConfig(ticker_interval=1.0 / rate))
+    emulator = Emulator(EmulatorConfig(ticker_interval=1.0 / rate, seed=seed))
     await emulator.start()
     return emulator, emulator.url(category)
 
