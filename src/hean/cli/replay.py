@@ -50,7 +50,7 @@ async def run_replay(
         print(
             f"hean replay: serving {len(opts.files)} file(s) at {speed} on "
             f"ws://{opts.host}:{server.port} (public: /v5/public/<category>, private: "
-            f"/v5/private); the clock starts when a client subscribes",
+            f"/v5/private, trade: /v5/trade); the clock starts when a client subscribes",
             file=out,
             flush=True,
         )
@@ -62,7 +62,9 @@ async def run_replay(
         print(
             f"hean replay: {s.frames} frames sent ({s.deliveries} deliveries, "
             f"{s.unsubscribed} without subscriber), {s.span:.3f}s recorded played in "
-            f"{s.elapsed:.3f}s, {s.disconnects} replayed disconnects",
+            f"{s.elapsed:.3f}s, {s.disconnects} replayed disconnects, {s.snapshots} snapshots "
+            f"to late joiners, {s.trade_answered} trade requests answered from the recording "
+            f"({s.trade_refused} refused)",
             file=out,
         )
     finally:

@@ -34,8 +34,18 @@ drops the clients subscribed to its topics (a close frame with the recorded code
 close for 1006 and local reasons), so a client goes through the same reconnect (and reports the
 same gap). A close the recorded client made itself (``disconnect()``) is not replayed.
 
-Trade-stream connections and control frames (pongs, acks) are not replayed: the emulator
-answers those live.
+Trade streams (order entry, ``/v5/trade``): a client connects and authenticates live (the
+emulator's keys), and its order requests are answered from the recording by ``reqId``
+(:mod:`hean.replay.trade` has the whole rule): the recorded request with the same ``reqId``
+and the same ``op`` and ``args`` gets its recorded ack, byte for byte, at the ack's recorded
+time (scaled by ``speed``; at once if the client asks later); a different request under a
+recorded ``reqId``, a ``reqId`` the recording does not hold (refused when the recording ends)
+or one used twice is refused with ``retCode`` 10001 / 20006 and a ``retMsg`` starting
+``replay:``. A replayed client reproduces the recorded ``reqId`` values by using the recorded
+prefix (``BybitTradeWebSocket(req_prefix=...)``) and making the same calls in the same order.
+The trade connections' recorded disconnects are not replayed.
+
+Control frames (pongs, subscribe and auth acks) are answered live by the emulator.
 """
 
 from __future__ import annotations
@@ -51,12 +61,16 @@ from types import TracebackType
 from typing import Any, Self
 
 import msgspec
+from picows import WSListener, WSUpgradeRequest, WSUpgradeResponseWithListener
 
-from hean.emulator import Emulator, EmulatorConfig
-from hean.emulator.connection import PublicSession
+from hean.emulator import Emulator, EmulatorConfig, shapes
+from hean.emulator.connection import EffectiveFaults, PublicSession
+from hean.emulator.private import AccountHub, TradeSession
 from hean.emulator.topics import Topic
+from hean.emulator.trading import TRADE_OPS
 from hean.record.reader import RecordingReader, StreamInfo
 from hean.replay.state import TopicStates
+from hean.replay.trade import Answer, TradeAnswers
 
 __all__ = ["ReplayServer", "ServerReplayStats"]
 
@@ -68,6 +82,15 @@ class _Topic(msgspec.Struct):
 
 
 _topic_of = msgspec.json.Decoder(_Topic).decode
+
+
+class _TradeMessage(msgspec.Struct):
+    op: str | None = None
+    reqId: str | None = None
+    args: Any = None
+
+
+_trade_message = msgspec.json.Decoder(_TradeMessage).decode
 
 
 @dataclass(slots=True)
@@ -83,7 +106,6 @@ class ServerReplayStats:
     disconnects: int = 0
     """Clients dropped at recorded disconnects."""
     streams: int = 0
-    skipped_streams: list[str] = field(default_factory=list)
     span: float = 0.0
     """Seconds of recording played."""
     elapsed: float = 0.0
@@ -92,6 +114,51 @@ class ServerReplayStats:
     truncated: list[str] = field(default_factory=list)
     snapshots: int = 0
     """Snapshots built from the state played so far, sent to clients that joined late."""
+    trade_answered: int = 0
+    """Trade requests answered with their recorded ack."""
+    trade_refused: int = 0
+    """Trade requests refused (not in the recording, different from it, duplicate, no reqId)."""
+
+
+class _ReplayTradeSession(TradeSession):
+    """A trade-stream listener whose requests are answered from the recording (pings and auth
+    are answered live, as by the emulator)."""
+
+    def __init__(
+        self,
+        hub: AccountHub,
+        path: str,
+        max_active_time: float | None,
+        server: ReplayServer,
+    ) -> None:
+        super().__init__(hub, path, max_active_time)
+        self.server = server
+
+    def _request(
+        self, op: str, msg: dict[str, Any], req_id: object, faults: EffectiveFaults
+    ) -> None:
+        info = self.info
+        assert info is not None
+        info.requests += 1
+        if info.auth_state != "authenticated" or self.account is None:
+            self.server._deliver(
+                [Answer(self, op, req_id if isinstance(req_id, str) else None, code=10003,
+                        message=shapes.NOT_AUTHORIZED_TEXT)]
+            )  # fmt: skip
+            return
+        rid = req_id if isinstance(req_id, str) else None
+        self.server._deliver(self.server.trade.request(self, rid, op, msg.get("args")))
+
+    def on_ws_disconnected(self, transport: Any) -> None:
+        super().on_ws_disconnected(transport)
+        self.server.trade.client_gone(self)
+
+    def refuse(self, answer: Answer) -> None:
+        req_id: object = answer.req_id if answer.req_id is not None else shapes.MISSING
+        self._reply(
+            shapes.trade_reply(answer.op, self.conn_id, req_id, answer.code, answer.message,
+                               header=self._header())
+        )  # fmt: skip
 
 
 class _ReplayEmulator(Emulator):
@@ -102,6 +169,16 @@ class _ReplayEmulator(Emulator):
         self.changed = asyncio.Event()
         self.initial: Callable[[PublicSession, str], None] | None = None
         """Sends a client that just subscribed the topic's current state (set by the server)."""
+        self.server: ReplayServer | None = None
+        """Answers the trade streams' requests (set by the server)."""
+
+    def _route(
+        self, request: WSUpgradeRequest
+    ) -> WSListener | WSUpgradeResponseWithListener | None:
+        listener = super()._route(request)
+        if type(listener) is TradeSession and self.server is not None:
+            return _ReplayTradeSession(self, listener.path, listener.max_active_time, self.server)
+        return listener
 
     def has_symbol(self, category: str, symbol: str) -> bool:
         """Any symbol: which ones the recording has is known only once it is read (it is read
@@ -162,6 +239,9 @@ class ReplayServer:
         cfg.update(host=host, port=port, auto_tick=False, rest=False)
         self.emulator = _ReplayEmulator(EmulatorConfig(**cfg))
         self.emulator.initial = self._send_state
+        self.emulator.server = self
+        self.trade = TradeAnswers()
+        """Pairs the clients' trade requests with the recorded ones (hean.replay.trade)."""
         self.states = TopicStates()
         """Merged book / ticker state of the frames played, for clients that join late."""
         self.stats = ServerReplayStats()
@@ -235,13 +315,32 @@ class ReplayServer:
                 continue
             if info.key not in known:
                 known.add(info.key)
-                if info.endpoint == "trade":
-                    stats.skipped_streams.append(info.name)
-                else:
-                    stats.streams += 1
-            if info.endpoint == "trade":
-                continue
+                stats.streams += 1
             kind = record.kind
+            if info.endpoint == "trade":
+                if kind == "send":
+                    self._trade_sent(record.payload)
+                    continue
+                if kind != "recv":
+                    continue  # its connection events: not replayed (clients stay connected)
+                try:
+                    msg = _trade_message(record.payload)
+                except msgspec.DecodeError:
+                    continue
+                if msg.op not in TRADE_OPS or not msg.reqId:
+                    continue  # pongs and auth acks are answered live
+                if not started_clients:
+                    waited = await self._wait_for(_path(info.url), None)
+                    started_clients = True
+                    base_at += waited
+                    stats.waited += waited
+                if base_t is None:
+                    base_t, base_at, first_t = record.t, loop.time(), record.t
+                last_t = record.t
+                if speed is not None:
+                    await _sleep_until(loop, base_at + (record.t - base_t) / 1e9 / speed)
+                self._deliver(self.trade.recorded_ack(msg.reqId, record.payload))
+                continue
             if kind == "connected":
                 topics_of[info.key] = set()
                 continue
@@ -308,6 +407,7 @@ class ReplayServer:
             if speed is None and stats.frames % 256 == 0:
                 await asyncio.sleep(0)
         del emu
+        self._deliver(self.trade.finish())
         stats.span = (last_t - first_t) / 1e9
         stats.elapsed = loop.time() - started
         stats.lost = self.reader.lost
@@ -341,7 +441,38 @@ class ReplayServer:
             self.stats.snapshots += 1
 
     def _any_subscriber(self) -> bool:
-        return any(s.info is not None and s.info.subscriptions for s in self.emulator.sessions())
+        """A client subscribed to a topic, or authenticated on a trade stream."""
+        return any(
+            s.info is not None
+            and (
+                bool(s.info.subscriptions)
+                or (isinstance(s, _ReplayTradeSession) and s.info.auth_state == "authenticated")
+            )
+            for s in self.emulator.sessions()
+        )
+
+    # -- the trade stream -----------------------------------------------------------------------
+
+    def _trade_sent(self, payload: bytes) -> None:
+        """A request the recorded client sent on a trade stream."""
+        try:
+            msg = _trade_message(payload)
+        except msgspec.DecodeError:
+            return
+        if msg.op in TRADE_OPS and msg.reqId:
+            self._deliver(self.trade.recorded_request(msg.reqId, msg.op, msg.args))
+
+    def _deliver(self, answers: list[Answer]) -> None:
+        for answer in answers:
+            session = answer.client
+            if not isinstance(session, _ReplayTradeSession):
+                continue
+            if answer.ack is not None:
+                session.send_raw(answer.ack)
+            else:
+                session.refuse(answer)
+        self.stats.trade_answered = self.trade.answered
+        self.stats.trade_refused = self.trade.refused
 
     async def _wait_for(self, path: str, topic: str | None) -> float:
         """Wait up to ``wait`` for a client subscribed to ``topic`` on ``path`` (``None``: for
