@@ -426,3 +426,60 @@ async def test_hean_serve_private_shows_private_and_trade_auth_on_the_dashboard(
         await browser.stop()
         stop.set()
         assert await asyncio.wait_for(task, 15) == 0
+
+
+LAGS = """(() => JSON.stringify({
+  rows: Object.fromEntries(Array.from(
+    document.querySelectorAll('#symbols tbody tr[data-symbol]')).map((tr) => {
+      const td = tr.querySelector('td.lag');
+      return [tr.dataset.symbol, {text: td.textContent, cls: td.className, title: td.title}];
+    })),
+  meta: document.getElementById('meta').textContent,
+}))()"""
+
+
+async def test_a_negative_lag_is_shown_as_the_clock_skew_it_is(
+    bus: EventBus, tmp_path: Path
+) -> None:
+    """Issue 13: the dashboard's lag could read -1.0 ms. A lag (receive time minus the venue's
+    timestamp) cannot be negative: a negative one means the clocks disagree by at least that
+    much, and the lag itself is not measurable. It is shown as that skew, marked, with the
+    explanation in its tooltip; a positive lag is shown as before."""
+    from hean.core.clock import ManualClock
+    from tests.health.test_monitor import Harness
+
+    h = Harness(bus, ManualClock(), check_interval=0.1)
+    h.go_live()
+    h.subscribe(["tickers.BTCUSDT", "tickers.ETHUSDT"])
+    h.clock.advance(0.1)
+    h.tick("BTCUSDT", lag_ms=-3)  # stamped 3 ms after it was received: the venue's clock ahead
+    h.tick("ETHUSDT", lag_ms=4)
+    h.health.step()
+    server = HealthServer(h.health, title="HEAN lag")
+    await server.start()
+    browser = Browser(tmp_path / "profile")
+    loop = asyncio.get_running_loop()
+    try:
+        await browser.start()
+        await browser.goto(server.url)
+        deadline = loop.time() + 15
+        while True:
+            if await browser.evaluate(
+                "location.href.startsWith('http') && !!document.querySelector('td.lag')"
+            ):
+                page = json.loads(await browser.evaluate(LAGS))
+                if set(page["rows"]) == {"BTCUSDT", "ETHUSDT"}:
+                    break
+            assert loop.time() < deadline, "the rows never shown"
+            await asyncio.sleep(0.1)
+        await browser.screenshot(ARTIFACTS / "dashboard-clock-skew.png")
+        btc, eth = page["rows"]["BTCUSDT"], page["rows"]["ETHUSDT"]
+        assert "-" not in btc["text"].replace("\u2265", ""), btc  # no negative lag shown
+        assert btc["text"] == "skew \u22653.0 ms" and "warn" in btc["cls"], btc
+        assert "clock" in btc["title"] and "3.0 ms" in btc["title"], btc
+        assert eth["text"] == "4.0 ms" and eth["title"] == "", eth
+        assert "lag 4.0 ms" in page["meta"]  # the worst lag, a real one
+        assert browser.console_errors() == []
+    finally:
+        await browser.stop()
+        await server.stop()

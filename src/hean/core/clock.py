@@ -15,7 +15,7 @@ import asyncio
 import time
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "wall_offset"]
 
 
 @runtime_checkable
@@ -46,6 +46,10 @@ class SystemClock:
     def wall_ms(self) -> int:
         return time.time_ns() // 1_000_000
 
+    def wall_time(self) -> float:
+        """Unix time in seconds, to the system clock's precision (see :func:`wall_offset`)."""
+        return time.time_ns() / 1e9
+
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
@@ -73,6 +77,10 @@ class ManualClock:
     def wall_ms(self) -> int:
         return self.epoch_ms + int(self._now * 1000) + self.wall_offset_ms
 
+    def wall_time(self) -> float:
+        """Unix time in seconds, not rounded to the ms (see :func:`wall_offset`)."""
+        return (self.epoch_ms + self.wall_offset_ms) / 1000.0 + self._now
+
     def advance(self, seconds: float) -> float:
         """Move time forward by ``seconds`` and return the new monotonic value."""
         if seconds < 0:
@@ -86,3 +94,19 @@ class ManualClock:
 
     def __repr__(self) -> str:
         return f"ManualClock(now={self._now:.3f})"
+
+
+def wall_offset(clock: Clock) -> float:
+    """Seconds to add to ``clock.monotonic()`` to get Unix time, as precisely as the clock tells.
+
+    A clock with a ``wall_time()`` method (Unix seconds as a float: :class:`SystemClock`,
+    :class:`ManualClock`, the replay's clock) gives it to its own precision. ``wall_ms()`` alone
+    is rounded down to the millisecond, so an offset taken from it puts every time derived from
+    it up to 1 ms early: a message the venue stamped (to the ms) just before it arrived would
+    seem to arrive before it was sent, a negative lag. Other clocks fall back to ``wall_ms()``.
+    """
+    precise = getattr(clock, "wall_time", None)
+    if callable(precise):
+        wall = float(precise())
+        return wall - clock.monotonic()
+    return clock.wall_ms() / 1000.0 - clock.monotonic()

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from hean.core.bus import EventBus, Subscription
-from hean.core.clock import Clock, SystemClock
+from hean.core.clock import Clock, SystemClock, wall_offset
 from hean.core.events import (
     AuthEvent,
     ConnectionStateEvent,
@@ -265,7 +265,7 @@ class HealthMonitor:
         self._subs: list[Subscription] = []
         self._observe_watch = self.staleness.observe
         self._task: asyncio.Task[None] | None = None
-        self._wall_offset = self.clock.wall_ms() / 1000.0 - now
+        self._wall_offset = wall_offset(self.clock)
         from hean.health.metrics import build_registry  # metrics reads this object
 
         self.registry = build_registry(self)
@@ -804,7 +804,9 @@ class HealthMonitor:
     def health(self, now: float | None = None) -> tuple[bool, dict[str, Any]]:
         """``(ok, document)`` for ``/health``: ok is ``quality.ws_ok``.
 
-        The document: ``status``, ``ws_ok``, ``reasons``, ``ping_rtt_ms``, ``lag_ms``, ``since``,
+        The document: ``status``, ``ws_ok``, ``reasons``, ``ping_rtt_ms``, ``lag_ms`` (receive
+        wall time minus the exchange timestamp, as measured: negative when this machine's clock
+        is behind the exchange's by more than the latency), ``since``,
         ``for_s``, ``connections`` (name -> state, reason, breaker, auth, ...), ``topics``
         (connection name -> topic -> age, threshold, stage, ...) and ``accounts`` (name -> sync
         ``in_sync`` / ``reconciling`` / ``failing``, the last reconciliation run, counters).

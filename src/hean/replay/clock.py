@@ -39,6 +39,10 @@ class ReplayClock:
     def wall_ms(self) -> int:
         return self.now_ns // 1_000_000
 
+    def wall_time(self) -> float:
+        """The recorded wall time in seconds, not rounded to the ms."""
+        return self.now_ns / 1e9
+
     def at(self, t_ns: int) -> float:
         """The monotonic value at Unix ns ``t_ns``."""
         return self.origin + (t_ns - self.start_ns) / 1e9

@@ -9,7 +9,7 @@ import pytest
 
 from hean.core.bus import EventBus
 from hean.core.events import EventType
-from hean.exchange.bybit.protocol.session import Action, Send
+from hean.exchange.bybit.protocol.session import Action, Emit, Send
 from hean.exchange.bybit.ws_public import BybitPublicWebSocket
 from tests.conftest import example
 
@@ -235,3 +235,33 @@ async def test_unsubscribe_forgets_books_and_marks_tickers_incomplete(h: Harness
     assert h.ws.orderbook("BTCUSDT") is None
     ticker = h.ws.ticker("BTCUSDT")
     assert ticker is not None and not ticker.has_snapshot  # kept, but not to be replayed
+
+
+async def test_receive_wall_time_is_not_made_early_by_the_clock_reading() -> None:
+    """Issue 13: the dashboard's lag read -1.0 ms against a venue on the same machine. The
+    receive wall time is the monotonic time plus an offset, and the offset came from
+    ``wall_ms()``, a reading rounded down to the ms: up to 1 ms early, so a message stamped (to
+    the ms, rounded down) just before it arrived seemed to arrive before it was sent. The
+    offset now has the clock's own precision (``wall_time()``)."""
+    import warnings
+
+    from hean.core.clock import ManualClock
+
+    warnings.simplefilter("ignore", RuntimeWarning)  # the bus is not started here
+    clock = ManualClock(start=1000.0009)  # the wall time is ...000.9 ms: wall_ms() says ...000
+    bus = EventBus()
+    ticks: list[Any] = []
+    bus.subscribe(EventType.TICK, ticks.append)
+    ws = BybitPublicWebSocket(bus, "linear", url=URL, clock=clock)
+    run = ws.connection.run_actions  # state events only: no socket here
+    ws.connection.run_actions = lambda acts: run([a for a in acts if isinstance(a, Emit)])  # type: ignore[method-assign]
+    ws.connection.run_actions(ws.session.start(clock.monotonic()))
+    ws.connection.run_actions(ws.session.connected(clock.monotonic()))
+    await ws.subscribe_tickers(["BTCUSDT"])
+    sent_ms = clock.epoch_ms + 1_000_001  # stamped by the venue at ...001.0 ms
+    clock.advance(0.0003)  # arrives 0.2 ms after it was stamped, at ...001.2 ms
+    frame = {"topic": "tickers.BTCUSDT", "type": "snapshot", "ts": sent_ms, "cs": 1,
+             "data": {"symbol": "BTCUSDT", "lastPrice": "100.0"}}  # fmt: skip
+    ws.session.receive(json.dumps(frame).encode(), clock.monotonic())
+    [tick] = ticks
+    assert tick.recv_wall_ms - tick.exchange_ts == 0  # was -1

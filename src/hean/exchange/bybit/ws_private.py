@@ -53,7 +53,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self
 
-from hean.core.clock import Clock, SystemClock
+from hean.core.clock import Clock, SystemClock, wall_offset
 from hean.core.config import Settings
 from hean.core.events import PRIVATE_EVENT_TYPES, EventType
 from hean.core.lifecycle import ConnectionState
@@ -385,7 +385,7 @@ class AuthenticatedStream:
         return int((now + self._wall_offset) * 1000.0)
 
     def _sync_wall_clock(self) -> None:
-        self._wall_offset = self.clock.wall_ms() / 1000.0 - self.clock.monotonic()
+        self._wall_offset = wall_offset(self.clock)  # to the clock's precision
 
     def _publish(self, event_type: EventType, event: Any) -> None:
         if self.bus is not None:

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from hean.core.clock import Clock, SystemClock
+from hean.core.clock import Clock, SystemClock, wall_offset
 from hean.core.events import EventType
 from hean.core.lifecycle import ConnectionState
 from hean.exchange.bybit.backfill import PublicBackfill
@@ -444,7 +444,7 @@ class BybitPublicWebSocket:
     def _sync_wall_clock(self) -> None:
         # Wall time is derived from the monotonic reading of each socket read plus this offset,
         # so the hot path makes no extra clock call. Refreshed on every state change.
-        self.tickers.wall_offset = self.clock.wall_ms() / 1000.0 - self.clock.monotonic()
+        self.tickers.wall_offset = wall_offset(self.clock)  # to the clock's precision
 
     def _publish_control(self, event_type: EventType, event: Any) -> None:
         if event_type is EventType.CONNECTION_STATE:
