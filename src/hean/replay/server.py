@@ -256,7 +256,8 @@ class ReplayServer:
         return self.emulator.port
 
     def url(self, category: str) -> str:
-        """``ws://HOST:PORT/v5/public/<category>``, ``.../v5/private`` (see Emulator.url)."""
+        """``ws://HOST:PORT/v5/public/<category>``, ``.../v5/private``, ``.../v5/trade`` (see
+        Emulator.url)."""
         return self.emulator.url(category)
 
     async def start(self) -> None:
