@@ -70,3 +70,19 @@ def test_user_errors_are_one_line_and_exit_2(
     with pytest.raises(SystemExit) as exc:
         main(["replay", "x.rec.zst", "--speed", "fast"])
     assert exc.value.code == 2
+
+
+def test_progress_to_a_pipe_is_whole_lines_without_carriage_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Piped to a log, the progress was one endless line of "\\rrecording: ..." pieces."""
+    import hean.cli.record as record_cli
+
+    monkeypatch.setattr(record_cli, "PROGRESS_EVERY", 0.5)
+    code = main(["record", "--sim", "--dir", str(tmp_path), "--symbols", "BTCUSDT",
+                 "--duration", "2.2", "--sim-rate", "20"])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    progress = [line for line in err.splitlines() if line.startswith("recording: ")]
+    assert len(progress) >= 2 and all(line.endswith("writing") for line in progress), err

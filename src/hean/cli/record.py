@@ -26,6 +26,9 @@ __all__ = [
     "run_record",
 ]
 
+PROGRESS_EVERY = 10.0
+"""Seconds between progress lines when stderr is not a terminal."""
+
 
 @dataclass(frozen=True, slots=True)
 class RecordOptions:
@@ -131,22 +134,30 @@ async def run_record(
             return 2
         loop = asyncio.get_running_loop()
         end = None if not opts.duration else loop.time() + opts.duration
+        # on a terminal one line rewritten every second; to a file or a pipe (a log) a whole
+        # line every PROGRESS_EVERY seconds, never a carriage return
+        tty = sys.stderr.isatty()
+        every = 1.0 if tty else PROGRESS_EVERY
+        next_line = loop.time() + every
         while not stop.is_set():
             remaining = None if end is None else end - loop.time()
             if remaining is not None and remaining <= 0:
                 break
             await wait_set(stop, 1.0 if remaining is None else min(1.0, remaining))
-            if not opts.quiet:
+            if not opts.quiet and loop.time() >= next_line:
+                next_line += every
                 s = rec.stats
                 print(
-                    f"\rrecording: {s.frames} records, {s.bytes_in >> 10} KiB -> "
+                    ("\r" if tty else "")
+                    + f"recording: {s.frames} records, {s.bytes_in >> 10} KiB -> "
                     f"{s.bytes_out >> 10} KiB, {len(s.files)} file(s), lost {s.lost_frames}, "
                     f"{s.state}",
-                    end="",
+                    end="" if tty else "\n",
                     file=sys.stderr,
+                    flush=True,
                 )
     stats = rec.stats
-    if not opts.quiet:
+    if not opts.quiet and tty:
         print(file=sys.stderr)
     for name in stats.files:
         print(name, file=out)
