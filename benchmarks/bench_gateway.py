@@ -10,19 +10,29 @@ an inline callback. The in-process baseline is an async handler of an in-process
 (its own queue and task, as ``Consumer.on``) on the same events, in the same run.
 
 Measures:
-1. latency (gateway receipt -> callback; same-host monotonic clock) at RATES x CONSUMERS;
-2. gateway CPU per message with publishing on and off (and redis-server's own CPU);
+1. latency (gateway receipt -> callback; same-host monotonic clock) at RATES x CONSUMERS, and
+   each consumer process's CPU per entry over the window (a figure the machine's other load
+   does not move much, unlike the latency tail);
+2. gateway CPU per message with publishing on and off (and redis-server's own CPU), in
+   alternating runs (``--repeats`` pairs; the median of each is reported);
 3. Redis memory after a simulated hour at Bybit's cadence for 50 symbols (10 tickers/s and
    50 orderbook.50 messages/s per symbol): every stream written past its MAXLEN several times,
    which is the steady state of any longer run.
 
-Usage: ``.venv/bin/python benchmarks/bench_gateway.py [--seconds 3] [--quick]``
+Every process runs on the event loop HEAN's commands use (uvloop when installed; ``--loop
+asyncio`` for the standard loop) and, unless ``--no-gc-freeze``, calls ``gc.freeze()`` once set
+up, as docs/gateway.md advises for latency-sensitive processes: a full collection of a process
+that imported HEAN (~70 ms on this VM) otherwise stalls every consumer once in a few seconds.
+
+Usage: ``.venv/bin/python benchmarks/bench_gateway.py [--seconds 3] [--quick] [--repeats 3]
+[--loop uvloop|asyncio] [--no-gc-freeze]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -78,8 +88,9 @@ def pct(xs: list[float], q: float) -> float:
 
 
 CONSUMER = r"""
-import asyncio, json, sys, time
+import asyncio, gc, json, sys, time
 sys.path.insert(0, sys.argv[4])
+from hean.core import loop
 from hean.core.events import EventType
 from hean.remote import RemoteHub
 async def main():
@@ -91,11 +102,16 @@ async def main():
         lat.append(mono() - hub.last_rt)
     c.on_inline(EventType.TICK, on_tick)
     await c.subscribe_tickers(sys.argv[2].split(","), wait=5)
+    if sys.argv[6] == "1":
+        gc.freeze()
     print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # go
+    n0, c0 = len(lat), time.process_time()
     await asyncio.sleep(float(sys.argv[3]))
-    print(json.dumps(lat), flush=True)
+    cpu = time.process_time() - c0
+    print(json.dumps({"lat": lat[n0:], "cpu_us": cpu / max(1, len(lat) - n0) * 1e6}), flush=True)
     await hub.close()
-asyncio.run(main())
+loop.run(main(), prefer_uvloop=sys.argv[5] == "uvloop")
 """
 
 
@@ -118,7 +134,9 @@ def delta(symbol: str, rng: random.Random) -> dict[str, Any]:
     return d
 
 
-async def latency_run(url: str, rate: int, n_consumers: int, seconds: float) -> dict[str, Any]:
+async def latency_run(
+    url: str, rate: int, n_consumers: int, seconds: float, loop_name: str, freeze: bool
+) -> dict[str, Any]:
     symbols = [f"SYM{i}USDT" for i in range(20)]
     hub = StreamHub(host="ws://127.0.0.1:1")
     gw = Gateway(hub, url, prefix="bench", heartbeat=0.2)
@@ -146,8 +164,11 @@ async def latency_run(url: str, rate: int, n_consumers: int, seconds: float) -> 
             CONSUMER,
             url,
             ",".join(symbols),
-            str(seconds + 1.5),
+            str(seconds + 1.0),
             os.path.join(ROOT, "src"),
+            loop_name,
+            "1" if freeze else "0",
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=2**28,
         )  # fmt: skip
@@ -156,8 +177,16 @@ async def latency_run(url: str, rate: int, n_consumers: int, seconds: float) -> 
     for p in procs:
         assert p.stdout is not None
         await p.stdout.readline()
+    if freeze:
+        gc.freeze()
     await asyncio.sleep(0.3)
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write(b"go\n")
+        await p.stdin.drain()
+    await asyncio.sleep(0.05)
     local.clear()
+    load0 = os.getloadavg()[0]
     per_ms = rate / 1000.0
     start = mono()
     sent = 0
@@ -170,10 +199,14 @@ async def latency_run(url: str, rate: int, n_consumers: int, seconds: float) -> 
             sent += 1
         await asyncio.sleep(0.0005)
     lat: list[float] = []
+    cpu: list[float] = []
     for p in procs:
         assert p.stdout is not None
         line = await p.stdout.readline()
-        lat.extend(json.loads(line)[-sent:] if line else [])
+        if line:
+            doc = json.loads(line)
+            lat.extend(doc["lat"])
+            cpu.append(doc["cpu_us"])
         await p.wait()
     await gw.close()
     await hub.close()
@@ -183,6 +216,8 @@ async def latency_run(url: str, rate: int, n_consumers: int, seconds: float) -> 
         "remote_p999_ms": pct(lat, 0.999) * 1e3,
         "inproc_p50_ms": pct(local, 0.5) * 1e3, "inproc_p99_ms": pct(local, 0.99) * 1e3,
         "inproc_p999_ms": pct(local, 0.999) * 1e3,
+        "consumer_cpu_us_per_entry": sorted(cpu)[len(cpu) // 2] if cpu else float("nan"),
+        "loadavg_1m": load0,
     }  # fmt: skip
 
 
@@ -293,29 +328,44 @@ async def memory_run(url: str, symbols: int, multiple: float) -> dict[str, Any]:
             "redis_used_memory_mb": (used - base) / 2**20}  # fmt: skip
 
 
-async def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
+def median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else float("nan")
+
+
+async def main(args: argparse.Namespace, loop_name: str) -> None:
     proc, port, d = start_redis()
     url = f"redis://127.0.0.1:{port}/0"
+    print(json.dumps({"loop": loop_name, "gc_freeze": args.gc_freeze,
+                      "loadavg": os.getloadavg()}), flush=True)  # fmt: skip
     try:
         out: dict[str, Any] = {"latency": [], "cpu": [], "memory": None}
         rates = [2000] if args.quick else [2000, 20000]
         consumers = [4] if args.quick else [1, 4, 16]
         for rate in rates:
             for n in consumers:
-                res = await latency_run(url, rate, n, args.seconds)
+                res = await latency_run(url, rate, n, args.seconds, loop_name, args.gc_freeze)
                 out["latency"].append(res)
                 print(json.dumps(res), flush=True)
         n = 50_000 if args.quick else 200_000
-        for publish in (False, True, False, True):
-            res = await cpu_run(url, n, publish)
-            out["cpu"].append(res)
-            print(json.dumps(res), flush=True)
-        out["memory"] = await memory_run(url, 50, 3.0)
-        print(json.dumps(out["memory"]), flush=True)
+        runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+        for _ in range(args.repeats):
+            for publish in (False, True):
+                res = await cpu_run(url, n, publish)
+                runs[publish].append(res)
+                out["cpu"].append(res)
+                print(json.dumps(res), flush=True)
+        off = median([r["cpu_us_per_msg"] for r in runs[False]])
+        on = median([r["cpu_us_per_msg"] for r in runs[True]])
+        print(json.dumps({"cpu_off_median": off, "cpu_on_median": on,
+                          "publishing_cost_us_per_msg": on - off,
+                          "redis_us_per_msg_median": median(
+                              [r["redis_cpu_us_per_msg"] for r in runs[True]])}),
+              flush=True)  # fmt: skip
+        if not args.no_memory:
+            out["memory"] = await memory_run(url, 50, 3.0)
+            print(json.dumps(out["memory"]), flush=True)
+        print(json.dumps({"loadavg_end": os.getloadavg()}), flush=True)
     finally:
         proc.terminate()
         proc.wait(5)
@@ -323,4 +373,16 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    from hean.core import loop as hean_loop
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3, help="on/off pairs of the CPU run")
+    ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    ap.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false")
+    ap.add_argument("--no-memory", action="store_true", help="skip the Redis memory run")
+    cli = ap.parse_args()
+    factory, name = hean_loop.loop_factory(cli.loop == "uvloop")
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main(cli, name))

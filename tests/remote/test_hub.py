@@ -83,8 +83,10 @@ async def test_a_late_consumer_gets_the_current_state_at_once(
         await late.subscribe_tickers(["BTCUSDT"], wait=2)
         await late.subscribe_orderbook(["BTCUSDT"], 50, wait=2)
         await until(lambda: len(got) >= 2)
-        assert remote.ticker("BTCUSDT").fields == emulator.ticker_truth("linear", "BTCUSDT")  # type: ignore[union-attr]
-        assert _book_is_truth(remote, emulator)
+        # the snapshots, then the entries after them (already in Redis) are read
+        truth = emulator.ticker_truth("linear", "BTCUSDT")
+        await until(lambda: (t := remote.ticker("BTCUSDT")) is not None and t.fields == truth)
+        await until(lambda: _book_is_truth(remote, emulator))
         # a second consumer of the same process gets the state replayed, like the hub's
         other = remote.consumer("other")
         seen: list[Any] = []

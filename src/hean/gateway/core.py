@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import msgspec
+
 __all__ = ["Outbox", "Pending", "StreamSeq"]
 
 
@@ -41,16 +43,27 @@ class StreamSeq:
     written: int = 0
     snapshots: int = 0
     last_valid: bool = True
+    head: bytes = b""
+    """What the shell sends before each entry's id (its packed ``XADD key MAXLEN ~ N``)."""
+    id_head: bytes = b""
+    """The shell's packed start of ids ``{epoch}-{g}`` for ``id_low <= g < id_high``."""
+    id_low: int = 0
+    id_high: int = 0
 
     @property
     def snapshots_on(self) -> bool:
         return self.snap_key is not None
 
 
-@dataclass(slots=True)
-class Pending:
+class Pending(msgspec.Struct, gc=False):
+    """One entry waiting to be written (a struct the garbage collector never scans: one is made
+    per published event)."""
+
     stream: StreamSeq
-    id: str
+    g: int
+    """Sequence number in the stream; the entry id is ``{epoch}-{g}`` (:meth:`Outbox.entry_id`,
+    formatted when written, so entries queued before the first connect take the epoch then
+    chosen)."""
     payload: bytes
     snapshot: bool
     at: float
@@ -92,19 +105,23 @@ class Outbox:
         if s.snap_key is not None:
             s.need_snap = True
 
-    def add(self, s: StreamSeq, payload: bytes, snapshot: bool, at: float) -> str:
-        """Queue the next entry of ``s``; returns its id."""
-        s.g += 1
+    def add(self, s: StreamSeq, payload: bytes, snapshot: bool, at: float) -> int:
+        """Queue the next entry of ``s``; returns its sequence number ``g``."""
+        g = s.g = s.g + 1
         if snapshot:
             s.since_snap = 0
             s.need_snap = False
         else:
             s.since_snap += 1
-        entry_id = f"{self.epoch}-{s.g}"
-        self.pending.append(Pending(s, entry_id, payload, snapshot, at))
-        if len(self.pending) + self.in_flight > self.max_pending:
+        pending = self.pending
+        pending.append(Pending(s, g, payload, snapshot, at))
+        if len(pending) + self.in_flight > self.max_pending:
             self._drop_oldest()
-        return entry_id
+        return g
+
+    def entry_id(self, p: Pending) -> str:
+        """The Redis entry id of ``p``: ``{epoch}-{g}``."""
+        return f"{self.epoch}-{p.g}"
 
     def _drop_oldest(self) -> None:
         if not self.pending:
@@ -117,10 +134,13 @@ class Outbox:
 
     def take(self, n: int) -> list[Pending]:
         """Up to ``n`` entries to write now (they count against the bound until settled)."""
-        batch: list[Pending] = []
         pending = self.pending
-        while pending and len(batch) < n:
-            batch.append(pending.popleft())
+        if len(pending) <= n:
+            batch = list(pending)
+            pending.clear()
+        else:
+            pop = pending.popleft
+            batch = [pop() for _ in range(n)]
         self.in_flight += len(batch)
         return batch
 
@@ -129,9 +149,10 @@ class Outbox:
         self.written += len(batch)
         self.batches += 1
         for p in batch:
-            p.stream.written += 1
+            s = p.stream
+            s.written += 1
             if p.snapshot:
-                p.stream.snapshots += 1
+                s.snapshots += 1
         if batch:
             lag = now - batch[0].at
             self.last_lag = lag

@@ -12,8 +12,10 @@
 
 The hub's events reach the gateway through an ordinary hub consumer (``inline`` callbacks): each
 is encoded (msgspec msgpack) and queued in the :class:`~hean.gateway.core.Outbox` at once; one
-writer task sends what is queued in pipelined batches (one round trip per batch: ``XADD ...
-MAXLEN ~ N`` per entry, and ``SET`` of the snapshot key after a snapshot entry). The socket reader
+writer task sends what is queued in pipelined batches: everything queued since its last write,
+packed by hand into one buffer (``XADD ... MAXLEN ~ N`` per entry, its fixed part packed once per
+stream, and ``SET`` of the snapshot key after a snapshot entry; :mod:`hean.gateway.resp`), one
+write and one round trip per batch, the replies parsed in bulk by hiredis. The socket reader
 never waits for Redis. While Redis is unreachable the in-process consumers are served as usual,
 the outbox keeps at most ``max_pending`` entries (oldest dropped and counted, the streams
 concerned resnapshot), and the writer reconnects with jittered exponential backoff; after every
@@ -51,6 +53,7 @@ from hean.core.events import (
     TradeEvent,
     WalletUpdateEvent,
 )
+from hean.gateway import resp
 from hean.gateway.core import Outbox, Pending, StreamSeq
 from hean.gateway.redis_target import RedisTarget
 from hean.gateway.wire import (
@@ -71,7 +74,7 @@ from hean.gateway.wire import (
 )
 from hean.hub.hub import Consumer, StreamHub
 
-__all__ = ["DEFAULT_MAXLEN", "Gateway", "GatewayStats", "backoff_delay"]
+__all__ = ["DEFAULT_MAXLEN", "Gateway", "GatewayStats", "backoff_delay", "pack_entries"]
 
 log = logging.getLogger("hean.gateway")
 
@@ -114,6 +117,30 @@ class GatewayStats:
     lengths: dict[str, int]
     redis_memory: int | None
     last_error: str
+
+
+def pack_entries(batch: list[Pending], epoch: int, parts: list[bytes]) -> bool:
+    """Append the commands writing ``batch`` to ``parts``: ``XADD key MAXLEN ~ N {epoch}-{g} d
+    <payload>`` per entry, then ``SET`` of the stream's snapshot key after a snapshot entry.
+    Returns whether any ``SET`` was added (the replies are then not one per entry).
+
+    The fixed part of each command is packed once per stream (``StreamSeq.head``, and the start
+    of its ids while ``g`` keeps its number of digits): one bytes format per entry.
+    """
+    add = parts.append
+    snapshots = False
+    for p in batch:
+        s = p.stream
+        g = p.g
+        if not s.id_low <= g < s.id_high:
+            s.id_head, s.id_low, s.id_high = resp.id_prefix(epoch, g)
+        payload = p.payload
+        add(b"%s%s%d\r\n$1\r\nd\r\n$%d\r\n%s\r\n"
+            % (s.head, s.id_head, g, len(payload), payload))  # fmt: skip
+        if p.snapshot and s.snap_key is not None:
+            snapshots = True
+            add(resp.pack("SET", s.snap_key, encode(SnapRef(f"{epoch}-{g}", payload))))
+    return snapshots
 
 
 class Gateway:
@@ -189,7 +216,7 @@ class Gateway:
         self.last_error = ""
         self.lengths: dict[str, int] = {}
         self.redis_memory: int | None = None
-        self._client: Any = None
+        self._conn: resp.RespConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closing = False
@@ -198,9 +225,11 @@ class Gateway:
         self._conn_states: dict[str, str] = {}
         self._lost_reported: dict[str, int] = {}
         self._accounts: dict[str, Any] = {}
-        self._acct_dirty: dict[str, str] = {}
+        self._acct_streams: dict[str, StreamSeq] = {}
+        self._acct_dirty: dict[str, int] = {}
+        """Accounts whose state key is due, with the ``g`` of their newest event entry."""
         self._acct_subs: list[Subscription] = []
-        self._ctl = self.out.stream(self.layout.ctl, "ctl", self.maxlen["ctl"])
+        self._ctl = self._new_stream(self.layout.ctl, "ctl")
         c = self.consumer
         c.on_inline(EventType.TICK, self._on_tick, name=f"{name}:tick")
         c.on_inline(EventType.ORDERBOOK, self._on_book, name=f"{name}:book")
@@ -235,12 +264,18 @@ class Gateway:
 
     # -- streams --------------------------------------------------------------------------------
 
+    def _new_stream(self, key: str, kind: str, snap_key: str | None = None) -> StreamSeq:
+        s = self.out.stream(key, kind, self.maxlen[kind], snap_key)
+        if not s.head:
+            s.head = resp.xadd_head(key, s.maxlen)
+        return s
+
     def _stream(self, kind: str, category: str, topic: str) -> StreamSeq:
         key = self.layout.md(category, topic)
         s = self.out.streams.get(key)
         if s is None:
             snap = self.layout.snap(category, topic) if kind in ("tick", "book") else None
-            s = self.out.stream(key, kind, self.maxlen[kind], snap)
+            s = self._new_stream(key, kind, snap)
             self._sources[key] = (kind, category, topic)
         return s
 
@@ -259,13 +294,7 @@ class Gateway:
         out = self.out
         now = ev.recv_time
         snap = ev.is_snapshot or out.due_snapshot(s)
-        if snap:
-            fields = st.fields
-        elif st.tracked is None:
-            fields = {k: st.fields[k] for k, t in st.field_times.items() if t == now}
-        else:
-            fields = st.fields
-            snap = True
+        fields = st.fields if snap else st.last_message  # a delta: the fields it changed
         payload = encode(TickEntry(snap, ev.exchange_ts, st.cs, ev.recv_wall_ms, now, fields))
         out.add(s, payload, snap, now)
         self._wake.set()
@@ -378,7 +407,7 @@ class Gateway:
         Layout(f"{self.layout.prefix}:{name}")  # the label must be a valid key part
         self._accounts[name] = account
         src = bus if bus is not None else account.bus
-        s = self.out.stream(self.layout.acct(name), "acct", self.maxlen["acct"])
+        s = self._acct_streams[name] = self._new_stream(self.layout.acct(name), "acct")
 
         def items(kind: str, ev: Any, values: Any) -> None:
             entry = AcctEntry(
@@ -424,18 +453,18 @@ class Gateway:
             src.subscribe(EventType.ACCOUNT_SYNC, on_sync, name=f"{self.name}:sync"),
             src.subscribe(EventType.RECONCILED, on_reconciled, name=f"{self.name}:reconciled"),
         ]
-        self._acct_dirty[name] = ""
+        self._acct_dirty[name] = s.g
 
     def _acct(self, name: str, s: StreamSeq, entry: AcctEntry) -> None:
         now = self.clock.monotonic()
         self._acct_dirty[name] = self.out.add(s, encode(entry), False, now)
         self._wake.set()
 
-    def _account_snapshot(self, name: str, last_id: str) -> bytes:
+    def _account_snapshot(self, name: str, last_g: int) -> bytes:
         acct = self._accounts[name]
         wallet = acct.wallet
         snap = AccountSnapshot(
-            last_id,
+            f"{self.out.epoch}-{last_g}",
             bool(acct.in_sync),
             str(acct.sync_state),
             list(acct.orders.values()),
@@ -475,7 +504,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.consumer.close()
-        await self._drop_client()
+        await self._drop_conn()
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -484,11 +513,11 @@ class Gateway:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _drop_client(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
+    async def _drop_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await conn.aclose()
 
     # -- the writer -----------------------------------------------------------------------------
 
@@ -528,35 +557,37 @@ class Gateway:
 
     async def _connect(self) -> bool:
         self.link = LINK_CONNECTING
-        await self._drop_client()
-        client = self.target.client()
+        await self._drop_conn()
+        conn: resp.RespConnection | None = None
         try:
-            await client.ping()
+            conn = await resp.RespConnection.open(self.target)
+            await conn.call("PING")
             if self.connects == 0 and self.out.written == 0:
-                prev = await client.hget(self.layout.meta, "epoch")
+                prev = await conn.call("HGET", self.layout.meta, "epoch")
                 if prev is not None and int(prev) >= self.out.epoch:
                     self.out.epoch = int(prev) + 1
-            await client.hset(
-                self.layout.meta,
-                mapping={
-                    "epoch": self.out.epoch,
-                    "name": self.name,
-                    "started_ms": self.out.epoch,
-                    "snapshot_every": self.out.snapshot_every,
-                    "maxlen": msgspec.json.encode(self.maxlen),
-                    "heartbeat": self.heartbeat,
-                },
-            )
+                    for s in self.out:
+                        s.id_high = 0  # packed with the old epoch
+            await conn.call(
+                "HSET", self.layout.meta,
+                "epoch", self.out.epoch,
+                "name", self.name,
+                "started_ms", self.out.epoch,
+                "snapshot_every", self.out.snapshot_every,
+                "maxlen", msgspec.json.encode(self.maxlen),
+                "heartbeat", repr(self.heartbeat),
+            )  # fmt: skip
         except Exception as exc:
-            with contextlib.suppress(Exception):
-                await client.aclose()
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.aclose()
             self.link = LINK_DOWN
             err = f"{type(exc).__name__}: {exc}"
             if err != self.last_error:
                 log.warning("gateway: Redis %s unreachable (%s); retrying", self.target, err)
             self.last_error = err
             return False
-        self._client = client
+        self._conn = conn
         self.connects += 1
         self.link = LINK_UP
         log.info("gateway: Redis %s up (epoch %d)", self.target, self.out.epoch)
@@ -591,8 +622,8 @@ class Gateway:
             )
             self._control("lost", {"streams": lost, "overflows": self.out.overflows})
         self.snapshot_all()
-        for name in self._accounts:
-            self._acct_dirty.setdefault(name, "")
+        for name, acct_stream in self._acct_streams.items():
+            self._acct_dirty.setdefault(name, acct_stream.g)
 
     def snapshot_all(self) -> int:
         """Queue a snapshot of every ticker and book stream the hub has state for."""
@@ -638,61 +669,69 @@ class Gateway:
         )
 
     async def _write(self, batch: list[Pending]) -> None:
-        client = self._client
-        if client is None:
+        conn = self._conn
+        if conn is None:
             self.out.fail(batch)
-            raise ConnectionError("no Redis client")
-        pipe = client.pipeline(transaction=False)
-        kinds: list[Pending | None] = []
-        for p in batch:
-            s = p.stream
-            pipe.xadd(s.key, {b"d": p.payload}, id=p.id, maxlen=s.maxlen, approximate=True)
-            kinds.append(p)
-            if p.snapshot and s.snap_key is not None:
-                pipe.set(s.snap_key, encode(SnapRef(p.id, p.payload)))
-                kinds.append(None)
-        dirty = dict(self._acct_dirty)
-        self._acct_dirty.clear()
-        for name, last_id in dirty.items():
-            pipe.set(self.layout.acct_state(name), self._account_snapshot(name, last_id))
-            kinds.append(None)
+            raise ConnectionError("no Redis connection")
+        parts: list[bytes] = []
+        add = parts.append
+        snapshots = pack_entries(batch, self.out.epoch, parts)
+        dirty = self._acct_dirty
+        self._acct_dirty = {}
+        for name, last_g in dirty.items():
+            add(
+                resp.pack("SET", self.layout.acct_state(name), self._account_snapshot(name, last_g))
+            )
         try:
-            results = await pipe.execute(raise_on_error=False)
+            conn.send(b"".join(parts))
+            await conn.drain()
+            replies = await conn.read(len(parts))
         except BaseException:
             self.out.fail(batch)
-            for name, last_id in dirty.items():
-                self._acct_dirty.setdefault(name, last_id)
+            for name, last_g in dirty.items():
+                self._acct_dirty.setdefault(name, last_g)
             raise
         now = self.clock.monotonic()
-        for q, res in zip(kinds, results, strict=True):
-            if q is not None and isinstance(res, Exception):
-                p = q
-                self.rejected += 1
-                self.out.reject(p)
-                if self.rejected <= 5 or self.rejected % 1000 == 0:
-                    log.error(
-                        "gateway: Redis refused entry %s of %s: %s (another gateway on prefix "
-                        "%r?) rejected=%d",
-                        p.id,
-                        p.stream.key,
-                        res,
-                        self.layout.prefix,
-                        self.rejected,
-                    )
+        if resp.RespError in map(type, replies):
+            self._refused(batch, replies, snapshots)
         self.out.confirm(batch, now)
 
+    def _refused(self, batch: list[Pending], replies: list[Any], snapshots: bool) -> None:
+        """Count and log the entries Redis refused (an id not above the stream's last)."""
+        i = 0
+        for p in batch:
+            res = replies[i]
+            i += 2 if snapshots and p.snapshot and p.stream.snap_key is not None else 1
+            if not resp.is_error(res):
+                continue
+            self.rejected += 1
+            self.out.reject(p)
+            if self.rejected <= 5 or self.rejected % 1000 == 0:
+                log.error(
+                    "gateway: Redis refused entry %s of %s: %s (another gateway on prefix "
+                    "%r?) rejected=%d",
+                    self.out.entry_id(p),
+                    p.stream.key,
+                    res,
+                    self.layout.prefix,
+                    self.rejected,
+                )
+
     async def _read_stats(self) -> None:
-        client = self._client
-        if client is None:
+        conn = self._conn
+        if conn is None:
             return
         keys = [s.key for s in self.out]
-        pipe = client.pipeline(transaction=False)
-        for key in keys:
-            pipe.xlen(key)
-        pipe.info("memory")
-        res = await pipe.execute()
-        self.lengths = dict(zip(keys, (int(x) for x in res[:-1]), strict=True))
-        self.redis_memory = int(res[-1].get("used_memory", 0))
+        res = await conn.pipeline(
+            [resp.pack("XLEN", k) for k in keys] + [resp.pack("INFO", "memory")]
+        )
+        self.lengths = {k: int(x) for k, x in zip(keys, res, strict=False) if isinstance(x, int)}
+        info = res[-1]
+        if isinstance(info, bytes):
+            for line in info.splitlines():
+                if line.startswith(b"used_memory:"):
+                    self.redis_memory = int(line[12:])
+                    break
 
     # -- introspection --------------------------------------------------------------------------
 

@@ -12,10 +12,12 @@
     await hub.close()
 
 One Redis connection per process reads every stream its consumers want in one blocking
-``XREAD``. Each entry passes the :class:`~hean.remote.core.StreamTracker` of its stream
-(sequence, holes, duplicates, gateway restarts) and is then applied to the hub's own ticker and
-book caches (the exchange layer's ``TickerCache`` / ``OrderBookCache``, so merging and ``u``
-checks are the same code) and dispatched to the consumers holding the topic, and to ``bus``.
+``XREAD`` (packed by hand, the keys once per set of streams, and parsed by hiredis with no
+per-entry conversion: :mod:`hean.gateway.resp`). Each entry passes the
+:class:`~hean.remote.core.StreamTracker` of its stream (sequence, holes, duplicates, gateway
+restarts) and is then applied to the hub's own ticker and book caches (the exchange layer's
+``TickerCache`` / ``OrderBookCache``, so merging and ``u`` checks are the same code) and
+dispatched to the consumers holding the topic, and to ``bus``.
 
 A joiner reads the stream's snapshot key (the latest snapshot entry and its id) and continues
 from that id: the current ticker and a valid book at once. A hole (a trimmed history, a deleted
@@ -59,6 +61,7 @@ from hean.exchange.bybit.protocol.session import SessionStats
 from hean.exchange.bybit.protocol.subscriptions import TopicStatus
 from hean.exchange.bybit.state.orderbook import OrderBook, OrderBookCache, book_event
 from hean.exchange.bybit.state.tickers import TickerCache, TickerState
+from hean.gateway import resp
 from hean.gateway.gateway import backoff_delay
 from hean.gateway.redis_target import RedisTarget
 from hean.gateway.wire import (
@@ -193,6 +196,7 @@ class _Endpoint:
 
         self.dispatcher = Dispatcher(self.link.name, hub.bus, on_control)
         self.tickers = TickerCache(category, publish=self.dispatcher.publisher(EventType.TICK))
+        self.tickers.wall_offset = hub._wall_offset
         self.tickers.on_resync = lambda topic, now: None  # holes are handled by the tracker
         self.books = OrderBookCache(category)
         self.publish_book = self.dispatcher.publisher(EventType.ORDERBOOK)
@@ -251,6 +255,7 @@ class RemoteHub:
         gateway_timeout: seconds without a gateway heartbeat before its data counts as stale.
         block_ms: longest blocking read (new subscriptions are picked up within it).
         count: most entries per stream per read.
+        reply_timeout: seconds past ``block_ms`` without a reply before Redis counts as lost.
     """
 
     def __init__(
@@ -267,9 +272,11 @@ class RemoteHub:
         backoff_first: float = 0.05,
         backoff_cap: float = 5.0,
         rng: random.Random | None = None,
+        reply_timeout: float = 5.0,
     ) -> None:
         self.target = redis if isinstance(redis, RedisTarget) else RedisTarget.parse(redis)
         self.bus = bus
+        self.reply_timeout = reply_timeout
         self.layout = Layout(prefix)
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.consumer_maxsize = consumer_maxsize
@@ -285,7 +292,7 @@ class RemoteHub:
         self._seq = 0
         self._closed = False
         self._paused = False
-        self._client: Any = None
+        self._conn: resp.RespConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._redis_ok = False
@@ -295,6 +302,10 @@ class RemoteHub:
         self._resync: dict[str, str] = {}
         self._recycle_reason: str | None = None
         self._wall_offset = self.clock.wall_ms() / 1000.0 - self.clock.monotonic()
+        self._xread = resp.XRead(count, block_ms)
+        self._unjoined = False
+        """Some stream has no cursor yet (joins before the next read)."""
+        self._ctl_key = self.layout.ctl.encode()
         self.entries = 0
         self.decode_errors = 0
         self.last_rt: float = 0.0
@@ -410,6 +421,7 @@ class RemoteHub:
         if kind == "kline":
             s.interval = parts[1]
         self._streams[key] = s
+        self._unjoined = True
         ep.link.session.subscriptions.topics[topic] = TopicStatus.PENDING
         self._reroute(ep, topic)
 
@@ -502,20 +514,24 @@ class RemoteHub:
         self._recycle_reason = reason
 
     async def _connect(self) -> bool:
-        client = self.target.client()
+        conn: resp.RespConnection | None = None
         try:
+            conn = await resp.RespConnection.open(
+                self.target, timeout=self.block_ms / 1000.0 + self.reply_timeout
+            )
             t0 = self.clock.monotonic()
-            await client.ping()
+            await conn.call("PING")
             rtt = self.clock.monotonic() - t0
         except Exception as exc:
-            with contextlib.suppress(Exception):
-                await client.aclose()
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.aclose()
             err = f"{type(exc).__name__}: {exc}"
             if err != self._redis_error:
                 log.warning("remote: Redis %s unreachable (%s); retrying", self.target, err)
             self._redis_error = err
             return False
-        self._client = client
+        self._conn = conn
         self._redis_ok = True
         self._redis_error = ""
         for ep in self._endpoints.values():
@@ -528,10 +544,10 @@ class RemoteHub:
     async def _disconnect(self, reason: str) -> None:
         self._redis_ok = False
         self._redis_error = reason
-        client, self._client = self._client, None
-        if client is not None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await conn.aclose()
         for ep in self._endpoints.values():
             st = ep.link.session.stats
             st.reconnects += 1
@@ -544,7 +560,7 @@ class RemoteHub:
     async def _run(self) -> None:
         attempt = 0
         while not self._closed:
-            if self._client is None:
+            if self._conn is None:
                 if not await self._connect():
                     await asyncio.sleep(
                         backoff_delay(attempt, self.backoff_first, self.backoff_cap, self.rng)
@@ -555,6 +571,7 @@ class RemoteHub:
                 self._update_links()
             if self._recycle_reason is not None:
                 reason, self._recycle_reason = self._recycle_reason, None
+                self._unjoined = True
                 for s in self._streams.values():
                     s.cursor = None
                     s.tracker = StreamTracker(s.snap_key is not None)
@@ -573,54 +590,67 @@ class RemoteHub:
                 await self._disconnect(err)
 
     async def _step(self) -> None:
-        client = self._client
+        conn = self._conn
+        assert conn is not None
         if self._ctl_cursor is None:
-            last = await client.xrevrange(self.layout.ctl, count=1)
+            last = await conn.call("XREVRANGE", self.layout.ctl, "+", "-", "COUNT", 1)
             self._ctl_cursor = "0-0"
             if last:
                 self._ctl_cursor = last[0][0].decode()
-                self._on_ctl(last[0][1][b"d"], self.clock.monotonic())
-        for s in list(self._streams.values()):
-            if s.cursor is None:
-                await self._join(s)
+                self._on_ctl(_payload(last[0][1]), self.clock.monotonic())
+        if self._unjoined:
+            for s in list(self._streams.values()):
+                if s.cursor is None:
+                    await self._join(s)
+            self._unjoined = False
         for key, reason in list(self._resync.items()):
             rs = self._streams.get(key)
             del self._resync[key]
             if rs is not None:
                 await self._rebuild(rs, reason)
-        streams = {s.key: s.cursor for s in self._streams.values() if s.cursor is not None}
-        streams[self.layout.ctl] = self._ctl_cursor
-        resp = await client.xread(streams, count=self.count, block=self.block_ms)
-        if not resp:
+        keys = [self.layout.ctl]
+        ids = [self._ctl_cursor]
+        for s in self._streams.values():
+            if s.cursor is not None:
+                keys.append(s.key)
+                ids.append(s.cursor)
+        conn.send(self._xread.pack(keys, ids))
+        (reply,) = await conn.read(1)
+        if not reply:
             return
+        if resp.is_error(reply):
+            raise reply
         now = self.clock.monotonic()
-        for key, entries in resp:
-            key = key.decode() if isinstance(key, bytes) else key
-            if key == self.layout.ctl:
+        wall = int((now + self._wall_offset) * 1000.0)
+        ctl = self._ctl_key
+        for key, entries in reply:
+            if key == ctl:
                 for entry_id, fields in entries:
                     self._ctl_cursor = entry_id.decode()
-                    self._on_ctl(fields[b"d"], now)
+                    self._on_ctl(_payload(fields), now)
                 continue
-            st = self._streams.get(key)
-            if st is None:
+            st = self._streams.get(key.decode())
+            if st is None or st.cursor is None:
                 continue
+            entry = self._entry
             for entry_id, fields in entries:
-                if st.cursor is None:
-                    break  # released while handling this batch
-                self._entry(st, entry_id, fields.get(b"d"), now)
+                entry(st, entry_id, fields, now, wall)
+            if st.cursor is not None:
+                st.cursor = entries[-1][0].decode()
 
     async def _join(self, s: _Stream) -> None:
-        client = self._client
+        conn = self._conn
+        assert conn is not None
         if s.snap_key is not None:
-            raw = await client.get(s.snap_key)
+            raw = await conn.call("GET", s.snap_key)
             s.cursor = "0-0"
             if raw is not None:
                 ref = _snapref(raw)
-                self._entry(s, ref.id.encode(), ref.d, self.clock.monotonic())
-                if s.tracker.synced:
-                    s.cursor = ref.id
+                now = self.clock.monotonic()
+                self._entry(s, ref.id.encode(), [b"d", ref.d], now, self._wall(now))
+                s.cursor = ref.id
         else:
-            last = await client.xrevrange(s.key, count=1)
+            last = await conn.call("XREVRANGE", s.key, "+", "-", "COUNT", 1)
             if last:
                 epoch, g = parse_id(last[0][0])
                 s.tracker.start_at(epoch, g)
@@ -643,10 +673,11 @@ class RemoteHub:
 
     async def _rebuild(self, s: _Stream, reason: str) -> None:
         """After a hole: classify it, say so, and rewind to the latest snapshot if it repairs."""
-        client = self._client
+        conn = self._conn
+        assert conn is not None
         gap = s.tracker.last_gap
         if gap is not None and s.cursor is not None:
-            first = await client.xrange(s.key, count=1)
+            first = await conn.call("XRANGE", s.key, "-", "+", "COUNT", 1)
             if first and parse_id(first[0][0]) > gap[0]:
                 reason = "fell behind the trimmed history"
                 s.behind += 1
@@ -670,35 +701,39 @@ class RemoteHub:
             )
         if s.tracker.synced or s.snap_key is None:
             return  # repaired already (the entry after the hole was a snapshot)
-        raw = await client.get(s.snap_key)
+        raw = await conn.call("GET", s.snap_key)
         if raw is None:
             return
         ref = _snapref(raw)
         epoch, g = parse_id(ref.id)
         if (epoch, g) < s.tracker.floor:
             return  # older than the hole: the next snapshot in the stream will repair it
-        self._entry(s, ref.id.encode(), ref.d, self.clock.monotonic())
+        now = self.clock.monotonic()
+        self._entry(s, ref.id.encode(), [b"d", ref.d], now, self._wall(now))
         if _synced(s):
             s.cursor = ref.id
 
-    def _entry(self, s: _Stream, entry_id: bytes, payload: bytes | None, now: float) -> None:
+    def _wall(self, now: float) -> int:
+        return int((now + self._wall_offset) * 1000.0)
+
+    def _entry(self, s: _Stream, entry_id: bytes, fields: Any, now: float, wall: int) -> None:
+        """Apply one entry (``fields``: the entry's field list as read, ``[b"d", payload]``)."""
         self.entries += 1
+        kind = s.kind
         try:
-            epoch, g = parse_id(entry_id)
-            assert payload is not None
-            e = _DECODERS[s.kind].decode(payload)
+            a, _, b = entry_id.partition(b"-")
+            epoch, g = int(a), int(b)
+            if fields[0] != b"d":
+                raise ValueError("no field d")
+            e = _DECODERS[kind].decode(fields[1])
         except Exception as exc:
             self.decode_errors += 1
             if self.decode_errors <= 5 or self.decode_errors % 1000 == 0:
                 log.warning("remote: undecodable entry in %s: %s", s.key, exc)
-            if s.cursor is not None:
-                s.cursor = entry_id.decode(errors="replace")
             return
-        snapshot = (s.kind == "tick" and e.snap) or (s.kind == "book" and e.k == BOOK_SNAPSHOT)
+        snapshot = (kind == "tick" and e.snap) or (kind == "book" and e.k == BOOK_SNAPSHOT)
         tracker = s.tracker
         verdict = tracker.on_entry(epoch, g, snapshot)
-        if s.cursor is not None:
-            s.cursor = entry_id.decode()
         if verdict is Verdict.DUPLICATE or verdict is Verdict.WAIT:
             return
         if verdict is Verdict.GAP and s.snap_key is not None:
@@ -715,20 +750,15 @@ class RemoteHub:
         ep = self._endpoints.get(s.category)
         if ep is None:
             return
-        self.last_rt = e.rt
-        lag = now - e.rt
-        self.lag_last = lag
+        rt = self.last_rt = s.last_rt = e.rt
+        lag = self.lag_last = now - rt
         if lag > self.lag_max:
             self.lag_max = lag
-        wall = int((now + self._wall_offset) * 1000.0)
         self.wall_lag_last_ms = wall - e.w
-        s.last_rt = e.rt
         st = ep.link.session.stats
         st.messages += 1
         st.last_message_at = now
-        kind = s.kind
         if kind == "tick":
-            ep.tickers.wall_offset = self._wall_offset
             frame = Frame(
                 topic=s.topic, type="snapshot" if e.snap else "delta", ts=e.ts, cs=e.cs, data=e.f
             )
@@ -779,8 +809,10 @@ class RemoteHub:
 
     # -- the gateway's control stream and the links' states ---------------------------------------
 
-    def _on_ctl(self, payload: bytes, now: float) -> None:
+    def _on_ctl(self, payload: bytes | None, now: float) -> None:
         try:
+            if payload is None:
+                raise ValueError("no field d")
             e = _DECODERS["ctl"].decode(payload)
         except Exception:
             self.decode_errors += 1
@@ -889,10 +921,10 @@ class RemoteHub:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._task = self._watch = None
-        client, self._client = self._client, None
-        if client is not None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await conn.aclose()
 
     async def __aenter__(self) -> RemoteHub:
         return self
@@ -902,6 +934,13 @@ class RemoteHub:
 
     def __repr__(self) -> str:
         return f"<RemoteHub {self.target} prefix={self.layout.prefix!r}>"
+
+
+def _payload(fields: Any) -> bytes | None:
+    """The ``d`` field of an entry read raw (``[b"d", payload]``)."""
+    if isinstance(fields, list) and len(fields) >= 2 and fields[0] == b"d":
+        return cast(bytes, fields[1])
+    return None
 
 
 def _synced(s: _Stream) -> bool:

@@ -157,6 +157,22 @@ def test_field_times_follow_each_read() -> None:
     assert state.field_age("nope", 4.5) is None
 
 
+@pytest.mark.parametrize("track", [None, ()])
+def test_last_message_is_what_the_last_message_carried(track: tuple[str, ...] | None) -> None:
+    # a publisher forwarding deltas as deltas (the gateway) reads it; two messages of one read
+    # (the same `now`) must not be mixed, whatever field times are kept
+    cache = TickerCache("linear", track_fields=track)
+    snap = example("tickers_linear_snapshot")
+    state = cache.apply(decode(example_bytes("tickers_linear_snapshot")), 1.0)
+    assert state.last_message == snap["data"]
+    for fields in ({"markPrice": "1"}, {"bid1Price": "2"}):
+        data = {"symbol": "BTCUSDT", **fields}
+        frame = {"topic": "tickers.BTCUSDT", "type": "delta", "ts": 9, "data": data}
+        cache.apply(decode(json.dumps(frame)), 2.0)
+        assert state.last_message == data
+    assert state.fields["markPrice"] == "1" and state.fields["bid1Price"] == "2"
+
+
 @pytest.mark.parametrize(
     ("track", "expected"),
     [

@@ -56,6 +56,8 @@ class TickerState:
         last_price / bid / ask: floats parsed from the fields (``None`` until first sent).
         exchange_ts: exchange ``ts`` of the last message (Unix ms); ``cs`` its cross sequence.
         updated_at: monotonic time of the last message.
+        last_message: the fields of the last message as received (a delta's: only those it
+            changed); for a publisher that forwards deltas as deltas.
         has_snapshot: a full snapshot has been applied since the last (re)subscribe.
     """
 
@@ -69,6 +71,7 @@ class TickerState:
         "field_times",
         "fields",
         "has_snapshot",
+        "last_message",
         "last_price",
         "needs_resync",
         "resync_requested",
@@ -89,6 +92,7 @@ class TickerState:
         self.category = category
         self.fields: dict[str, Any] = {}
         self.field_times: dict[str, float] = {}
+        self.last_message: dict[str, Any] = {}
         self.last_price: float | None = None
         self.bid: float | None = None
         self.ask: float | None = None
@@ -225,6 +229,7 @@ class TickerCache:
             state = self.by_topic[frame.topic]  # type: ignore[index]
         except KeyError:
             state = self._new_state(frame.topic, data)  # type: ignore[arg-type]
+        state.last_message = data
         if frame.type == "delta":
             fields = state.fields
             fields |= data
