@@ -55,6 +55,38 @@ def test_planted_unrepaired_topic_is_caught() -> None:
     assert "no repair under way" in str(c.violations[-1])
 
 
+def test_planted_ticker_left_without_a_snapshot_is_caught() -> None:
+    """A ticker merging deltas without its snapshot is invalid: repaired in time it passes,
+    left so while its deltas keep coming it is stuck."""
+    tk = "tickers.BTCUSDT"
+    c = InvariantChecker(stuck_bound=1.0)
+    c.on_ticker(tk, True, 0.0)
+    c.on_ticker(tk, False, 0.1)  # snapshot lost on a resubscribe: deltas only
+    c.on_ticker(tk, True, 0.8)  # repaired within the bound
+    assert c.ok and c.topics[tk].repairs == 1
+    c.on_ticker(tk, False, 1.0)
+    for i in range(15):
+        c.on_ticker(tk, False, 1.1 + 0.1 * i)
+    assert [(v.rule, v.subject) for v in c.violations] == [("stuck", tk)]
+    c.check_repairing([tk], {"orderbook.50.BTCUSDT": object()}, 2.5)
+    assert [v.rule for v in c.violations] == ["stuck", "stuck"]
+
+
+def test_planted_lagging_link_is_caught_once() -> None:
+    """A slow-dripping link kept although it is further behind the venue than the heartbeat
+    allows (the client neither noticed nor replaced it)."""
+    c = InvariantChecker(stuck_bound=1.0)
+    c.check_lag("conn a", 0.3, 0.5, 1.0)  # behind, but within the bound: fine
+    assert c.ok
+    for i in range(5):
+        c.check_lag("conn a", 0.6 + i, 0.5, 2.0 + i)
+    c.check_lag("conn b", 0.7, 0.5, 9.0)
+    assert [(v.rule, v.subject) for v in c.violations] == [
+        ("lagging", "conn a"),
+        ("lagging", "conn b"),
+    ]
+
+
 def test_time_while_down_is_not_held_against_a_topic() -> None:
     c = InvariantChecker(stuck_bound=1.0)
     c.on_book(T, 10, True, True, 0.0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from hean.chaos import StormConfig, run_storm
+from hean.exchange.bybit.protocol.heartbeat import HeartbeatPolicy
 from hean.exchange.bybit.state.repair import RepairSchedule
 from tests.conftest import TIME_FACTOR
 
@@ -45,3 +46,19 @@ async def test_storm_catches_a_planted_unrepaired_topic(monkeypatch: pytest.Monk
     rules = {v.rule for v in report.violations}
     assert "stuck" in rules or "settle" in rules, report.text()
     assert "replay: python benchmarks/chaos.py --kind public --seed 3" in report.text()
+
+
+@pytest.mark.timeout(60)
+async def test_storm_catches_a_dripping_link_that_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a client that cannot notice a late pong (pong timeout 1000 s), a storm of slow
+    drips must fail: a link kept further behind the venue than the heartbeat allows."""
+
+    def lenient(self: HeartbeatPolicy) -> None:
+        object.__setattr__(self, "timeout", 1000.0)
+
+    monkeypatch.setattr(HeartbeatPolicy, "__post_init__", lenient)
+    config = StormConfig(
+        kind="public", seed=3, duration=3.0, scale=TIME_FACTOR, every=EVERY, only=("slow_drip",)
+    )
+    report = await run_storm(config)
+    assert "lagging" in {v.rule for v in report.violations}, report.text()

@@ -176,6 +176,32 @@ async def test_unanswered_json_pings_are_detected_even_while_data_flows(
     assert detected <= ms(100) + ms(100) + ms(60)
 
 
+async def test_slow_dripping_link_is_replaced_and_no_frame_is_garbled(
+    bus: EventBus, recorder: Recorder, emulator: Emulator
+) -> None:
+    """Issue 12, slow drips: the venue sends a frame's bytes a few at a time and everything
+    queues behind it, the pong too. Data alone does not keep the link: the late pong does not
+    come within pong_timeout, so the link is declared dead and replaced; what did arrive was
+    whole and in order (no decode error), and the new link's state equals the venue's."""
+    ws = make_ws(bus, emulator)
+    await ws.connect(timeout=2)
+    await ws.subscribe_tickers(SYMBOLS)
+    await ws.subscribe_orderbook(["BTCUSDT"], 50)
+    await ws.wait_subscribed([f"tickers.{s}" for s in SYMBOLS], timeout=2)
+    [conn] = emulator.live_connections("linear")
+    emulator.set_faults(conn.conn_id, drip=50)  # 50 bytes/s: one ticker frame takes seconds
+    await until(lambda: ws.stats.reconnects >= 1, timeout=3)
+    assert reasons(recorder) == ["heartbeat_timeout"]
+    await until(lambda: ws.state is S.LIVE)
+    await ws.wait_subscribed([f"tickers.{s}" for s in SYMBOLS], timeout=2)
+    await until(lambda: (b := ws.orderbook("BTCUSDT", 50)) is not None and b.valid)
+    before = len(recorder.ticks())
+    await until(lambda: len(recorder.ticks()) > before + 10)
+    assert ws.stats.decode_errors == 0 and ws.stats.data_errors == 0
+    assert ws.stats.reconnects == 1  # replaced once; the new link does not drip
+    await ws.disconnect()
+
+
 @pytest.mark.parametrize(
     ("action", "expect"),
     [

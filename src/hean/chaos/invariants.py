@@ -6,11 +6,14 @@ trade-request outcomes) with ``now`` and records a :class:`Violation` for each b
 * ``silent_gap``: a *valid* order-book delta whose ``u`` is not the previous one + 1 (an update
   lost while connected and not noticed). Invalid books are allowed: they are visibly repaired.
 * ``stuck``: a topic invalid for longer than ``stuck_bound`` seconds (while its connection was
-  live), or still invalid at the end without a repair under way.
+  live), or still invalid at the end without a repair under way. Invalid: an order book marked
+  so, or a linear ticker whose deltas arrive without its snapshot (:meth:`on_ticker`).
 * ``lost`` / ``invented``: a venue connection delivered a different number of data frames per
   topic than reached the bus (:meth:`InvariantChecker.check_delivery`).
 * ``state``: the final state differs from the venue's truth (:meth:`check_equal`).
 * ``rate``: connection attempts denser than the policy allows (:meth:`check_attempts`).
+* ``lagging``: a link kept while it delivers data later than the heartbeat allows (a slow drip
+  the client neither noticed nor replaced; :meth:`check_lag`).
 * ``drops``: a slow consumer's counters do not add up exactly (:meth:`check_drops`).
 * ``duplicate`` / ``missing``: a private event delivered twice, or never (:meth:`on_execution`,
   :meth:`check_executions`).
@@ -39,7 +42,7 @@ class Violation:
 
 @dataclass(slots=True)
 class TopicTrack:
-    """What the checker knows of one order-book topic."""
+    """What the checker knows of one order-book or ticker topic."""
 
     last_u: int | None = None
     valid: bool = False
@@ -63,6 +66,7 @@ class InvariantChecker:
     executions: Counter[str] = field(default_factory=Counter)
     live: bool = True
     """Whether the connection carrying the books is live (invalid time counts only then)."""
+    _lagging: set[str] = field(default_factory=set)
 
     def fail(self, rule: str, subject: str, detail: str, now: float) -> None:
         self.violations.append(Violation(rule, subject, detail, now))
@@ -79,14 +83,27 @@ class InvariantChecker:
         if t is None:
             t = self.topics[topic] = TopicTrack()
         t.events += 1
+        if valid and not snapshot and t.valid and t.last_u is not None and u != t.last_u + 1:
+            self.fail("silent_gap", topic, f"valid delta u={u} after u={t.last_u}", now)
         if valid:
-            if not snapshot and t.valid and t.last_u is not None and u != t.last_u + 1:
-                self.fail("silent_gap", topic, f"valid delta u={u} after u={t.last_u}", now)
+            t.last_u = u
+        self._validity(topic, t, valid, now)
+
+    def on_ticker(self, topic: str, complete: bool, now: float) -> None:
+        """One ticker event as published; ``complete``: a snapshot has been applied since the
+        last (re)subscribe (a ticker merging deltas without one is invalid until it comes)."""
+        t = self.topics.get(topic)
+        if t is None:
+            t = self.topics[topic] = TopicTrack()
+        t.events += 1
+        self._validity(topic, t, complete, now)
+
+    def _validity(self, topic: str, t: TopicTrack, valid: bool, now: float) -> None:
+        if valid:
             if not t.valid and t.invalid_since is not None:
                 self._invalid_for(topic, t, now)
                 t.invalid_since = None
                 t.repairs += 1
-            t.last_u = u
             t.valid = True
         else:
             if t.valid or t.invalid_since is None:
@@ -147,6 +164,13 @@ class InvariantChecker:
                 self.fail("lost", f"{subject} {topic}", f"venue sent {s}, bus got {r}", now)
             elif r > s:
                 self.fail("invented", f"{subject} {topic}", f"venue sent {s}, bus got {r}", now)
+
+    def check_lag(self, subject: str, delay: float, bound: float, now: float) -> None:
+        """A live link is at most ``bound`` seconds behind the venue (reported once per
+        subject): a link that falls further behind must have been replaced by then."""
+        if delay > bound and subject not in self._lagging:
+            self._lagging.add(subject)
+            self.fail("lagging", subject, f"{delay:.3f}s behind the venue > {bound:g}s", now)
 
     def check_equal(self, subject: str, mine: object, truth: object, now: float) -> None:
         if mine != truth:

@@ -25,6 +25,7 @@ CONNECTION_FAULTS: tuple[str, ...] = (
     "http_429",
     "stall",  # handshakes never answered for a while
     "outage",  # the venue is gone for a while (refused, connections dropped)
+    "slow_drip",  # the venue's bytes trickle out: a frame takes seconds, or frames lag
 )
 WIRE_FAULTS: tuple[str, ...] = (
     "u_gap",

@@ -132,6 +132,8 @@ class _Storm:
         # plus a resubscribe round trip
         self.checker = InvariantChecker(stuck_bound=4.0 * self.scale)
         self.counts: Counter[str] = Counter()
+        self.ping_interval = 0.1 * self.scale
+        self.pong_timeout = 0.15 * self.scale
         self.emu: Emulator
         self._restore: list[tuple[float, Any]] = []
 
@@ -161,6 +163,7 @@ class _Storm:
                     if now >= self.config.duration and not self._restore:
                         break
                     await self.step(now)
+                    self.check_drips()
                     await asyncio.sleep(0.005)
                 self.clear_faults()
                 await self.settle()
@@ -237,6 +240,14 @@ class _Storm:
             emu.set_handshake_stall(hold)
             for cid in self.conns():
                 emu.drop_connections(cid)
+        elif kind == "slow_drip":
+            # the link's bytes trickle out: slow enough that one frame takes seconds (the pong
+            # queued behind it is late: the client must replace the link), or frames trickle
+            # at about the data rate (kept while it keeps up, its data correct and in order)
+            pick = fault.pick
+            rate = 20.0 + 400.0 * pick if pick < 0.5 else 2e3 * 50.0 ** (2.0 * pick - 1.0)
+            for cid in self.conns():
+                emu.set_faults(cid, drip=rate)
         else:
             self.apply_other(fault)
 
@@ -249,7 +260,7 @@ class _Storm:
         emu.clear_injections()
         for info in emu.live_connections():
             with contextlib.suppress(KeyError):
-                emu.set_faults(info.conn_id, blackhole=False, ignore_json_ping=False)
+                emu.set_faults(info.conn_id, blackhole=False, ignore_json_ping=False, drip=None)
         for _, undo in self._restore:
             undo()
         self._restore.clear()
@@ -263,6 +274,18 @@ class _Storm:
             await self.step(0.0)
             await asyncio.sleep(0.01)
         return True
+
+    def check_drips(self) -> None:
+        """No live link is kept further behind the venue than the heartbeat allows: a ping
+        answered just in time, the next one ``ping_interval`` later, its pong late by
+        ``pong_timeout`` (plus slack for a busy machine)."""
+        bound = self.ping_interval + 2 * self.pong_timeout + 0.25 * self.scale
+        now = self.now()
+        for info in self.emu.live_connections(self.path_category()):
+            delay = self.emu.output_delay(info.conn_id)
+            if delay:
+                self.counts["drip_max_ms"] = max(self.counts["drip_max_ms"], int(delay * 1000))
+                self.checker.check_lag(f"conn {info.conn_id[:8]}", delay, bound, now)
 
     def check_attempts(self, path: str, rate: float, burst: int) -> None:
         times = [
@@ -302,8 +325,8 @@ class _PublicStorm(_Storm):
         self.bus.subscribe(EventType.TRADE, self._on_trade, name="chaos-trade")
         self.bus.subscribe(EventType.CONNECTION_STATE, self._on_state, name="chaos-state")
         options = ConnectionOptions(
-            ping_interval=0.1 * s,
-            pong_timeout=0.15 * s,
+            ping_interval=self.ping_interval,
+            pong_timeout=self.pong_timeout,
             connect_timeout=0.5 * s,
             ack_timeout=0.5 * s,
             backoff=backoff(s),
@@ -346,7 +369,9 @@ class _PublicStorm(_Storm):
         self.checker.connection(live, self.now())
 
     def _on_tick(self, ev: Any) -> None:
-        self.received[ev.ticker.topic] += 1
+        ticker = ev.ticker
+        self.received[ticker.topic] += 1
+        self.checker.on_ticker(ticker.topic, ticker.has_snapshot, self.now())
 
     def _on_trade(self, ev: Any) -> None:
         self.received[f"publicTrade.{ev.symbol}"] += 1
@@ -380,6 +405,15 @@ class _PublicStorm(_Storm):
         if kind in ("u_gap", "duplicate_delta", "swap_deltas", "restart_snapshot", "lose_snapshot"):
             topic: str | None = book
             if kind == "lose_snapshot":
+                if int(fault.pick * 2 * len(SYMBOLS)) % 2:
+                    # a ticker's snapshot is lost on a fresh connection, then the snapshot of
+                    # the resubscribe its deltas cause is lost too
+                    ticker = f"tickers.{symbol}"
+                    self.emu.inject("lose_snapshot", topic=ticker)
+                    self.emu.inject("lose_snapshot", topic=ticker)
+                    for cid in self.conns():
+                        self.emu.close_connections(1012, "chaos", conn_id=cid)
+                    return
                 # the snapshot that answers the resubscribe after a gap is lost
                 self.emu.inject("lose_snapshot", topic=book)
                 self.emu.inject("u_gap", topic=book)
@@ -435,11 +469,14 @@ class _PublicStorm(_Storm):
         self.checker.check_delivery(
             self.emu.sent_by_topic(conn_id), dict(self.received), f"conn {conn_id[:8]}", now
         )
-        self.checker.check_repairing([b.topic for b in ws.books.invalid()], ws.repairs.repairs, now)
+        invalid = [b.topic for b in ws.books.invalid()]
+        invalid += [t.topic for t in ws.tickers.by_topic.values() if not t.has_snapshot]
+        self.checker.check_repairing(invalid, ws.repairs.repairs, now)
         self.check_attempts("/v5/public/linear", self.RATE, self.BURST)
         st = ws.stats
         self.counts["reconnects"] = st.reconnects
         self.counts["book_resyncs"] = ws.book_resyncs
+        self.counts["ticker_resyncs"] = ws.ticker_resyncs
         self.counts["disconnect_reasons"] = len(st.disconnect_reasons)
         for reason, n in st.disconnect_reasons.items():
             self.counts[f"reason:{reason}"] = n
@@ -494,8 +531,8 @@ class _PrivateStorm(_Storm):
             api_secret=DEFAULT_API_SECRET,
             private_url=self.emu.url("private"),
             private_options={
-                "ping_interval": 0.1 * s,
-                "pong_timeout": 0.15 * s,
+                "ping_interval": self.ping_interval,
+                "pong_timeout": self.pong_timeout,
                 "connect_timeout": 0.5 * s,
                 "ack_timeout": 0.5 * s,
                 "auth_timeout": 0.5 * s,
@@ -619,8 +656,8 @@ class _TradeStorm(_Storm):
             api_key=DEFAULT_API_KEY,
             api_secret=DEFAULT_API_SECRET,
             url=self.emu.url("trade"),
-            ping_interval=0.1 * s,
-            pong_timeout=0.15 * s,
+            ping_interval=self.ping_interval,
+            pong_timeout=self.pong_timeout,
             connect_timeout=0.5 * s,
             auth_timeout=0.5 * s,
             request_timeout=1.0 * s,

@@ -25,6 +25,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 from hean.core.clock import Clock
 from hean.emulator import shapes, topics
 from hean.emulator.config import EmulatorConfig
+from hean.emulator.drip import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, TICK, Drip, ws_frame
 from hean.emulator.faults import Faults
 from hean.emulator.streamfaults import FaultHub, Outgoing, WireShaper, ws_text_frame
 
@@ -93,6 +94,7 @@ class EffectiveFaults:
     idle_timeout: float | None
     auth_reject: str | None = None
     ack_delay: float | None = None
+    drip: float | None = None
 
     @staticmethod
     def combine(glob: Faults, own: Faults | None, default_idle: float | None) -> EffectiveFaults:
@@ -109,6 +111,7 @@ class EffectiveFaults:
             idle_timeout=idle if idle is not None else default_idle,
             auth_reject=own.auth_reject if own.auth_reject is not None else glob.auth_reject,
             ack_delay=own.ack_delay if own.ack_delay is not None else glob.ack_delay,
+            drip=own.drip if own.drip is not None else glob.drip,
         )
 
 
@@ -161,6 +164,10 @@ class PublicSession(WSListener):
         self._drain_handle: asyncio.TimerHandle | None = None
         #: what stream faults do to this connection's data (see streamfaults)
         self.wire = WireShaper(self, hub)
+        #: a slow-dripping link's queued output (the ``drip`` fault; ``None``: off)
+        self._drip: Drip | None = None
+        self._drip_handle: asyncio.TimerHandle | None = None
+        self._close_after_drip = False
 
     # -- picows callbacks ---------------------------------------------------------------------
 
@@ -185,6 +192,11 @@ class PublicSession(WSListener):
             self._drain_handle.cancel()
             self._drain_handle = None
         self._queue.clear()
+        if self._drip_handle is not None:
+            self._drip_handle.cancel()
+            self._drip_handle = None
+        if self._drip is not None:
+            self._drip.discard()
         info = self.info
         if info is not None and info.closed_at is None:
             info.closed_at = self.hub.clock.monotonic()
@@ -242,7 +254,10 @@ class PublicSession(WSListener):
             info.protocol_pings += 1
             info.last_ping_at = self.hub.clock.monotonic()
             if not faults.ignore_protocol_ping:
-                transport.send_pong(payload)
+                if self._drip is not None:
+                    self._drip_out(ws_frame(OP_PONG, payload))
+                else:
+                    transport.send_pong(payload)
             return
         if msg_type == WSMsgType.PONG:
             return
@@ -252,7 +267,11 @@ class PublicSession(WSListener):
             self.closing = True
             if not 1000 <= code <= 4999 or code in (1004, 1005, 1006, 1015):
                 code = 1000
-            transport.send_close(WSCloseCode(code))
+            if self._drip is not None:
+                # the stream may be mid-frame: no close frame can follow it; just hang up
+                self._drip.discard()
+            else:
+                transport.send_close(WSCloseCode(code))
             transport.disconnect()
             return
         if msg_type in _DATA_TYPES:
@@ -377,7 +396,10 @@ class PublicSession(WSListener):
         transport = self.transport
         if transport is None or self.closing or transport.is_close_frame_sent:
             return False
-        transport.send(WSMsgType.TEXT, data)
+        if self._drip is not None:
+            self._drip_out(ws_frame(OP_TEXT, data))
+        else:
+            transport.send(WSMsgType.TEXT, data)
         assert self.info is not None
         self.info.frames_sent += 1
         return True
@@ -400,10 +422,10 @@ class PublicSession(WSListener):
         transport = self.transport
         if transport is None or self.closing:
             return
-        if (
-            transport.underlying_transport.get_write_buffer_size()
-            > self.hub.config.max_write_buffer
-        ):
+        backlog = transport.underlying_transport.get_write_buffer_size()
+        if self._drip is not None:
+            backlog += self._drip.pending
+        if backlog > self.hub.config.max_write_buffer:
             log.warning("emulator: dropping slow consumer %s", self.conn_id)
             self.abort("slow_consumer")
             return
@@ -426,7 +448,10 @@ class PublicSession(WSListener):
         transport = self.transport
         if transport is None or self.closing or transport.is_close_frame_sent:
             return
-        transport.send(WSMsgType.BINARY if binary else WSMsgType.TEXT, payload)
+        if self._drip is not None:
+            self._drip_out(ws_frame(OP_BINARY if binary else OP_TEXT, payload))
+        else:
+            transport.send(WSMsgType.BINARY if binary else WSMsgType.TEXT, payload)
         assert self.info is not None
         self.info.frames_sent += 1
 
@@ -436,7 +461,11 @@ class PublicSession(WSListener):
         info = self.info
         if transport is None or info is None or self.closing or transport.is_close_frame_sent:
             return
-        transport.underlying_transport.write(b"".join(ws_text_frame(d) for d, _, _ in items))
+        data = b"".join(ws_text_frame(d) for d, _, _ in items)
+        if self._drip is not None:
+            self._drip_out(data)
+        else:
+            transport.underlying_transport.write(data)
         info.frames_sent += len(items)
         info.sent_by_topic[topic] = info.sent_by_topic.get(topic, 0) + len(items)
         for _, u, seq in items:
@@ -446,7 +475,68 @@ class PublicSession(WSListener):
     def send_ping(self) -> None:
         transport = self.transport
         if transport is not None and not self.closing and not transport.is_close_frame_sent:
-            transport.send_ping()
+            if self._drip is not None:
+                self._drip_out(ws_frame(OP_PING, b""))
+            else:
+                transport.send_ping()
+
+    # -- a slow-dripping link (the ``drip`` fault) --------------------------------------------
+
+    @property
+    def drip_pending(self) -> int:
+        """Bytes queued behind a slow drip (0 when the link is not dripping)."""
+        return 0 if self._drip is None else self._drip.pending
+
+    def drip_delay(self) -> float:
+        """Seconds the oldest byte queued behind a slow drip has waited (0: none queued)."""
+        drip = self._drip
+        return 0.0 if drip is None else drip.delay(asyncio.get_running_loop().time())
+
+    def set_drip(self, rate: float | None) -> None:
+        """Limit this connection's output to ``rate`` bytes per second (``None``: off; what
+        is queued is written at once, so the stream stays whole)."""
+        drip = self._drip
+        if rate is not None:
+            if drip is None:
+                self._drip = Drip(rate, asyncio.get_running_loop().time())
+            else:
+                drip.rate = float(rate)
+            return
+        if drip is None:
+            return
+        self._drip = None
+        if self._drip_handle is not None:
+            self._drip_handle.cancel()
+            self._drip_handle = None
+        data = drip.drain()
+        transport = self.transport
+        if transport is None or transport.is_disconnected:
+            return
+        if data:
+            transport.underlying_transport.write(data)
+        if self._close_after_drip:
+            transport.disconnect()
+
+    def _drip_out(self, data: bytes) -> None:
+        drip = self._drip
+        assert drip is not None
+        drip.add(data, asyncio.get_running_loop().time())
+        if self._drip_handle is None:
+            self._drip_handle = asyncio.get_running_loop().call_later(TICK, self._drip_pump)
+
+    def _drip_pump(self) -> None:
+        self._drip_handle = None
+        drip = self._drip
+        transport = self.transport
+        if drip is None or transport is None or transport.is_disconnected:
+            return
+        data = drip.take(asyncio.get_running_loop().time())
+        if data:
+            transport.underlying_transport.write(data)
+        if drip.pending:
+            self._drip_handle = asyncio.get_running_loop().call_later(TICK, self._drip_pump)
+        elif self._close_after_drip:
+            transport.disconnect()
 
     # -- server-side actions ------------------------------------------------------------------
 
@@ -482,6 +572,12 @@ class PublicSession(WSListener):
         if transport is None or transport.is_disconnected:
             return
         self._mark(f"server_close:{code}")
+        if self._drip is not None:
+            # the close frame goes out behind what is queued, then the venue hangs up
+            if not self._close_after_drip:
+                self._close_after_drip = True
+                self._drip_out(ws_frame(OP_CLOSE, struct.pack("!H", code) + reason.encode()))
+            return
         if not transport.is_close_frame_sent:
             transport.send_close(WSCloseCode(code), reason.encode())
         transport.disconnect()

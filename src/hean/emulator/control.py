@@ -19,6 +19,7 @@ loopback, see ``EmulatorConfig.control``)::
     GET /control/ticker?category=linear&symbol=BTCUSDT          true ticker
     GET /control/faults?auth_reject=bad_signature   reject private/trade auth (none: judge it)
     GET /control/faults?ack_delay=0.5           delay trade acks (none: EmulatorConfig.ack_latency)
+    GET /control/faults?drip=200[&conn_id=ID]   slow-dripping link: 200 bytes/s out (none: off)
     GET /control/trade_error?code=10016&count=2[&conn_id=ID]   next N trade requests fail
     GET /control/trade_error?clear=true[&conn_id=ID]           forget injected trade errors
     GET /control/skew?ms=15000                  server clock ahead of the emulator's (no ms: read)
@@ -113,7 +114,7 @@ def _none(text: str) -> bool:
 def _fault_value(name: str, text: str) -> object:
     if name in _SETS:
         return {part for part in text.split(",") if part}
-    if name in ("idle_timeout", "ack_delay"):
+    if name in ("idle_timeout", "ack_delay", "drip"):
         return None if _none(text) else _number(text, name)
     if name == "auth_reject":
         return None if _none(text) else text.strip()

@@ -43,6 +43,11 @@ class Faults:
             credentials; ``None`` = judge them.
         ack_delay: seconds before a trade-stream request is executed and answered (overrides
             ``EmulatorConfig.ack_latency``); ``None`` = no override.
+        drip: a slow-dripping link: the connection's output (data, replies, pongs, pings, close
+            frames) is limited to this many bytes per second and written a few bytes at a time,
+            in order, so a frame trickles in and everything queues behind it (see
+            :mod:`hean.emulator.drip`); the venue drops the client as a slow consumer once the
+            queue exceeds ``max_write_buffer``. ``None`` = off (what is queued goes out at once).
     """
 
     ignore_json_ping: bool = False
@@ -54,6 +59,7 @@ class Faults:
     idle_timeout: float | None = None
     auth_reject: str | None = None
     ack_delay: float | None = None
+    drip: float | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -74,6 +80,7 @@ class Faults:
             idle_timeout=self.idle_timeout,
             auth_reject=self.auth_reject,
             ack_delay=self.ack_delay,
+            drip=self.drip,
         )
 
     def apply(self, **changes: Any) -> None:
@@ -97,6 +104,7 @@ FAULT_NAMES: frozenset[str] = frozenset(
         "idle_timeout",
         "auth_reject",
         "ack_delay",
+        "drip",
     )
 )
 
@@ -124,6 +132,13 @@ def validate_fault_change(name: str, value: object) -> None:
             raise ValueError(f"fault ack_delay must be a number of seconds or None, got {value!r}")
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"fault ack_delay must be finite and >= 0, got {value!r}")
+    elif name == "drip":
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"fault drip must be bytes per second or None, got {value!r}")
+        if not math.isfinite(value) or value < 1:
+            raise ValueError(f"fault drip must be finite and >= 1 byte/s, got {value!r}")
     elif name == "idle_timeout":
         if value is None:
             return

@@ -444,6 +444,9 @@ class Emulator(MarketAPI):
         self._sessions[session.conn_id] = session
         self._infos.append(session.info)
         self._record("accept", session.conn_id, session.path)
+        drip = self.effective_faults(session.conn_id).drip
+        if drip is not None:
+            session.set_drip(drip)
         if isinstance(session, AccountSession):
             self._ensure_watchdog()
 
@@ -595,6 +598,9 @@ class Emulator(MarketAPI):
         target.apply(**changes)
         if changes.get("idle_timeout") is not None:
             self._ensure_watchdog()
+        if "drip" in changes:
+            for session in self._targets(conn_id):
+                session.set_drip(self.effective_faults(session.conn_id).drip)
 
     def _targets(self, conn_id: str | None) -> list[PublicSession]:
         if conn_id is None:
@@ -1012,6 +1018,12 @@ class Emulator(MarketAPI):
             if info.conn_id == conn_id:
                 return info
         raise KeyError(f"no connection {conn_id!r}")
+
+    def output_delay(self, conn_id: str) -> float:
+        """Seconds the oldest byte queued for a connection behind a slow drip (the ``drip``
+        fault) has waited: how far behind the venue that client is (0 when nothing waits)."""
+        session = self._sessions.get(conn_id)
+        return 0.0 if session is None else session.drip_delay()
 
     def sent_by_topic(self, conn_id: str) -> dict[str, int]:
         """Data messages sent to a connection, per topic."""
