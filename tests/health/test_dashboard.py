@@ -329,7 +329,7 @@ CONNECTIONS = """(() => {
     conns[tr.dataset.connection] = {state: td('state').textContent,
       state_class: td('state').className, detail: td('detail').textContent,
       auth: td('auth').textContent, auth_class: td('auth').className,
-      url: tr.lastElementChild.textContent};
+      drops: td('reconnects').textContent, url: tr.lastElementChild.textContent};
   }
   const accounts = {};
   for (const tr of document.querySelectorAll('#accounts tbody tr[data-account]')) {
@@ -418,6 +418,7 @@ async def test_hean_serve_private_shows_private_and_trade_auth_on_the_dashboard(
         trade, private = page["conns"]["trade"], page["conns"]["private"]
         assert "bad" in trade["auth_class"] and "bad" in trade["state_class"]
         assert trade["state"] != "live" and "authentication failed" in trade["detail"]
+        assert trade["drops"] == "1 / 1", trade  # one link lost; the refused reconnect is not
         assert private["state"] == "live" and private["auth"] == "ok"  # only order entry
         assert page["status"] != "SAFE TO TRADE"
         assert "connection trade: authentication failed (bad_key)" in page["reasons"], page

@@ -707,11 +707,7 @@ class HealthMonitor:
             "required": status.required,
             "uptime_s": None if stats.live_since is None else round(now - stats.live_since, 3),
             "connects": stats.connects,
-            "drops": max(
-                0,
-                stats.connects
-                - (view.state in (ConnectionState.LIVE, ConnectionState.AUTHENTICATING)),
-            ),
+            "drops": stats.drops,
             "reconnects": stats.reconnects,
             "last_disconnect_reason": stats.last_disconnect_reason,
             "detail": connection_reason(session, now),

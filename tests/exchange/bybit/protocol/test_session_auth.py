@@ -394,3 +394,22 @@ def test_session_config_validates_auth_settings() -> None:
         SessionConfig(name="x", url=URL, auth_timeout=0)
     with pytest.raises(ValueError):
         SessionConfig(name="x", url=URL, auth_retry_interval=0)
+
+
+def test_drops_count_live_connections_lost_not_connections_ended() -> None:
+    """One live link lost, then a reconnect refused at auth: one drop (/health said two)."""
+    session, _, _, _ = make()
+    session.subscribe(["order"], 0.0)
+    session.start(0.0)
+    connect_and_auth(session, 0.0)
+    assert session.stats.drops == 0
+    session.disconnected("heartbeat_timeout", 10.0)
+    assert session.stats.drops == 1
+    session.tick(session.reconnect_at)  # type: ignore[arg-type]
+    session.connected(11.0)
+    session.receive(AUTH_BAD_KEY, 11.1)  # refused: the connection ends, it was never live
+    session.disconnected("server_close:1000", 11.2)
+    assert session.state is S.AUTH_FAILED
+    assert session.stats.drops == 1 and session.stats.connects == 2
+    session.stop(12.0)
+    assert session.stats.drops == 1  # stop() is not a drop either

@@ -186,6 +186,9 @@ class SessionStats:
     connects: int = 0
     reconnects: int = 0
     """Times the connection was lost and a reconnect scheduled."""
+    drops: int = 0
+    """Times a live connection was lost (not by :meth:`Session.stop`): failed attempts and
+    connections refused at authentication are not drops."""
     last_message_at: float | None = None
     live_since: float | None = None
     last_disconnect_reason: str = ""
@@ -422,8 +425,10 @@ class Session:
         self.heartbeat.stop()
         self.auth_deadline = None
         self.stats.authenticated_at = None
-        if state is S.LIVE and self.config.report_gaps:
-            self._record_gaps(reason, now)
+        if state is S.LIVE:
+            self.stats.drops += 1
+            if self.config.report_gaps:
+                self._record_gaps(reason, now)
         self.subscriptions.on_disconnect()
         live_since = self.stats.live_since
         if live_since is not None and now - live_since >= self.config.backoff.stable_after:
