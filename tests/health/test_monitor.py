@@ -398,6 +398,17 @@ def test_assess_and_execution_quality_publish_on_change_only() -> None:
         "connection a: circuit breaker open"
     ]
     assert assess([ConnectionView("b", S.BACKOFF, required=False)], []) == []
+    # a refused key: one reason, not "is auth_failed" and "authentication failed" both
+    refused = ConnectionView(
+        "t", S.AUTH_FAILED, reason="auth_failed:bad_key", auth_failed="bad_key"
+    )
+    assert assess([refused], []) == ["connection t: authentication failed (bad_key)"]
+    # an expired auth being retried: the state and why
+    retry = ConnectionView("p", S.BACKOFF, reason="auth_failed:expired", auth_failed="expired")
+    assert assess([retry], []) == [
+        "connection p is backoff (auth_failed:expired)",
+        "connection p: authentication failed (expired)",
+    ]
     assert q.update([], 6.0, ping_rtt=0.002, lag=0.01) is not None
     assert q.update([], 7.0, ping_rtt=0.003) is None  # rtt/lag alone are not a change
     assert q.ping_rtt == 0.003 and q.since == 6.0

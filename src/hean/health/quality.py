@@ -54,7 +54,8 @@ def assess(connections: Iterable[ConnectionView], watches: Iterable[TopicWatch])
         live_since[c.name] = c.live_since if c.state is ConnectionState.LIVE else None
         if not c.required:
             continue
-        if c.state is not ConnectionState.LIVE:
+        refused = c.state is ConnectionState.AUTH_FAILED and c.auth_failed is not None
+        if c.state is not ConnectionState.LIVE and not refused:  # a refusal: one reason below
             reasons.append(
                 f"connection {c.name} is {c.state.value}" + (f" ({c.reason})" if c.reason else "")
             )
