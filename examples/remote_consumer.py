@@ -41,7 +41,7 @@ async def main(url: str, prefix: str, symbols: list[str], depth: int, seconds: f
         )
         await strategy.subscribe_tickers(symbols, wait=5)
         await strategy.subscribe_orderbook(symbols[:1], depth, wait=5)
-        feed = PriceFeed(hub.as_hub(), stale_after=3.0)
+        feed = PriceFeed(hub, stale_after=3.0)
         await feed.track(symbols)
         t = hub.ticker(symbols[0])
         book = hub.orderbook(symbols[0], depth)

@@ -9,8 +9,9 @@ import pytest
 from hean.core.events import EventType
 from hean.emulator import Emulator
 from hean.gateway.wire import parse_id
+from hean.hub import MarketDataHub
 from tests.gateway.helpers import make_gateway, make_remote, settle, until
-from tests.hub.conftest import emulator
+from tests.hub.conftest import emulator, make_hub
 from tests.redis_server import needs_redis
 
 pytestmark = needs_redis
@@ -198,7 +199,7 @@ async def test_pricefeed_and_health_work_unchanged_on_a_remote_hub(
     await bus.start()
     remote = make_remote(redis_url, bus=bus)
     health = HealthMonitor(bus, discover=remote.connections, check_interval=0.05)
-    feed = PriceFeed(remote.as_hub(), stale_after=5.0)
+    feed = PriceFeed(remote, stale_after=5.0)
     try:
         await gw.start()
         await gw.subscribe_tickers(["BTCUSDT"])
@@ -223,3 +224,106 @@ async def test_pricefeed_and_health_work_unchanged_on_a_remote_hub(
         await gw.close()
         await hub.close()
         await bus.stop()
+
+
+@pytest.mark.emulator(auto_tick=False)
+async def test_a_topic_the_gateway_does_not_publish_is_rejected_and_health_sees_it(
+    emulator: Emulator, redis_url: str
+) -> None:
+    from hean.core.bus import EventBus
+    from hean.health import HealthMonitor
+
+    hub, gw = make_gateway(emulator, redis_url)
+    bus = EventBus()
+    await bus.start()
+    remote = make_remote(redis_url, bus=bus)
+    health = HealthMonitor(bus, discover=remote.connections, check_interval=0.05)
+    try:
+        await gw.start()
+        await gw.subscribe_tickers(["BTCUSDT"])
+        await until(lambda: gw.link == "up" and hub.ticker("BTCUSDT") is not None)
+        await health.start()
+        c = remote.consumer("strategy")
+        notes: list[Any] = []
+        c.on_inline(EventType.SUBSCRIPTION, notes.append)
+        statuses = await c.subscribe_tickers(["BTCUSDT", "ETHUSDT"], wait=2)
+        assert statuses == {"tickers.BTCUSDT": "confirmed", "tickers.ETHUSDT": "rejected"}
+        assert "not published by the gateway" in c.failed["tickers.ETHUSDT"]
+        assert [n.topic for n in notes if n.status == "rejected"] == ["tickers.ETHUSDT"]
+
+        def reasons() -> list[str]:
+            return list(health.health()[1]["reasons"])
+
+        await until(lambda: any("subscription tickers.ETHUSDT rejected" in r for r in reasons()))
+        # the gateway starts publishing it: the consumer is told and gets the data
+        await gw.subscribe_tickers(["ETHUSDT"])
+        await until(lambda: c.status("tickers.ETHUSDT") == "confirmed", timeout=5)
+        await until(lambda: remote.ticker("ETHUSDT") is not None)
+        assert "tickers.ETHUSDT" not in c.failed
+        await until(lambda: not any("subscription tickers.ETHUSDT" in r for r in reasons()))
+    finally:
+        await health.stop()
+        await remote.close()
+        await gw.close()
+        await hub.close()
+        await bus.stop()
+
+
+async def _strategy(hub: MarketDataHub, emulator: Emulator) -> dict[str, Any]:
+    """Application code typed against the protocol: nothing in it knows which hub it has."""
+    from hean.core.bus import EventBus
+    from hean.health import HealthMonitor
+    from hean.hub import PriceFeed
+
+    seen: list[Any] = []
+    strategy = hub.consumer("strategy")
+    strategy.on_inline(EventType.TICK, seen.append)
+    statuses = await strategy.subscribe_tickers(["BTCUSDT"], wait=2)
+    feed = PriceFeed(hub, stale_after=5.0)
+    await feed.track(["BTCUSDT"], wait=2)
+    await settle(emulator, 3)
+    price = await feed.wait_fresh("BTCUSDT", timeout=2)
+    bus = EventBus()
+    await bus.start()
+    health = HealthMonitor(bus, discover=hub.connections, check_interval=0.05)
+    health.step()
+    truth = emulator.ticker_truth("linear", "BTCUSDT")
+    await until(lambda: (t := hub.ticker("BTCUSDT")) is not None and t.fields == truth)
+    out = {
+        "statuses": statuses,
+        "live": price.live and hub.topic_live("tickers.BTCUSDT"),
+        "last": feed.price("BTCUSDT").last,  # type: ignore[union-attr]
+        "got_ticks": bool(seen),
+        "watched": sorted(health.feeds),
+        "held": {c: sorted(t) for c, t in strategy.topics().items()},
+    }
+    await feed.close()
+    await strategy.close()
+    await bus.stop()
+    return out
+
+
+@pytest.mark.emulator(auto_tick=False)
+async def test_the_same_code_runs_on_a_stream_hub_and_on_a_remote_hub(
+    emulator: Emulator, redis_url: str
+) -> None:
+    hub, gw = make_gateway(emulator, redis_url)
+    local = make_hub(emulator)  # in process: its own connection to the venue
+    remote = make_remote(redis_url)  # the one constructor that differs
+    try:
+        await gw.start()
+        await gw.subscribe_tickers(["BTCUSDT"])
+        await until(lambda: gw.link == "up" and hub.ticker("BTCUSDT") is not None)
+        results = [await _strategy(h, emulator) for h in (local, remote)]
+        truth = float(emulator.ticker_truth("linear", "BTCUSDT")["lastPrice"])
+        for r in results:
+            assert r["statuses"] == {"tickers.BTCUSDT": "confirmed"}
+            assert r["live"] and r["last"] == truth and r["got_ticks"]
+            assert r["held"] == {"linear": ["tickers.BTCUSDT"]}
+        assert results[0]["watched"] == ["public/linear"]
+        assert results[1]["watched"] == ["remote/linear"]
+    finally:
+        await remote.close()
+        await local.close()
+        await gw.close()
+        await hub.close()

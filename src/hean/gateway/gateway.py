@@ -49,6 +49,7 @@ from hean.core.events import (
     PositionUpdateEvent,
     ReconciledEvent,
     SubscriptionEvent,
+    SubscriptionStatus,
     TickEvent,
     TradeEvent,
     WalletUpdateEvent,
@@ -229,6 +230,8 @@ class Gateway:
         self._acct_dirty: dict[str, int] = {}
         """Accounts whose state key is due, with the ``g`` of their newest event entry."""
         self._acct_subs: list[Subscription] = []
+        self._topics: dict[str, str] = {}
+        self._topics_dirty: dict[str, str] = {}
         self._ctl = self._new_stream(self.layout.ctl, "ctl")
         c = self.consumer
         c.on_inline(EventType.TICK, self._on_tick, name=f"{name}:tick")
@@ -241,26 +244,57 @@ class Gateway:
 
     # -- topics (the gateway's own consumer holds them) -----------------------------------------
 
+    # Every topic the gateway holds is announced in the ``{prefix}:topics`` hash (with the
+    # exchange's answer), so a remote consumer asking for one it does not publish is told.
+
     async def subscribe_tickers(self, symbols: Iterable[str], *, category: str = "linear") -> None:
-        await self.consumer.subscribe_tickers(list(symbols), category=category)
+        self._announce(
+            category, await self.consumer.subscribe_tickers(list(symbols), category=category)
+        )
 
     async def subscribe_orderbook(
         self, symbols: Iterable[str], depth: int = 50, *, category: str = "linear"
     ) -> None:
-        await self.consumer.subscribe_orderbook(list(symbols), depth, category=category)
+        self._announce(
+            category,
+            await self.consumer.subscribe_orderbook(list(symbols), depth, category=category),
+        )
 
     async def subscribe_trades(self, symbols: Iterable[str], *, category: str = "linear") -> None:
-        await self.consumer.subscribe_trades(list(symbols), category=category)
+        self._announce(
+            category, await self.consumer.subscribe_trades(list(symbols), category=category)
+        )
 
     async def subscribe_klines(
         self, symbols: Iterable[str], interval: str | int = "1", *, category: str = "linear"
     ) -> None:
-        await self.consumer.subscribe_klines(list(symbols), interval, category=category)
+        self._announce(
+            category,
+            await self.consumer.subscribe_klines(list(symbols), interval, category=category),
+        )
 
     async def subscribe_liquidations(
         self, symbols: Iterable[str], *, category: str = "linear"
     ) -> None:
-        await self.consumer.subscribe_liquidations(list(symbols), category=category)
+        self._announce(
+            category, await self.consumer.subscribe_liquidations(list(symbols), category=category)
+        )
+
+    def _announce(self, category: str, statuses: dict[str, str]) -> None:
+        for topic, status in statuses.items():
+            if status == "rejected":
+                status = f"rejected:{self.consumer.failed.get(topic, '')}"
+            self._set_topic(f"{category}:{topic}", status)
+
+    def _set_topic(self, field: str, value: str) -> None:
+        if self._topics.get(field) != value:
+            self._topics[field] = value
+            self._topics_dirty[field] = value
+            self._wake.set()
+
+    def topics(self) -> dict[str, str]:
+        """Every topic published (``{category}:{topic}``) and the exchange's answer to it."""
+        return dict(self._topics)
 
     # -- streams --------------------------------------------------------------------------------
 
@@ -377,6 +411,12 @@ class Gateway:
         )
 
     def _on_sub(self, ev: SubscriptionEvent) -> None:
+        field = f"{_conn_category(ev.connection)}:{ev.topic}"
+        if field in self._topics:
+            if ev.status is SubscriptionStatus.CONFIRMED:
+                self._set_topic(field, "confirmed")
+            elif ev.status in (SubscriptionStatus.REJECTED, SubscriptionStatus.TIMEOUT):
+                self._set_topic(field, f"rejected:{ev.reason or ev.status.value}")
         self._control(
             "sub",
             {
@@ -577,6 +617,11 @@ class Gateway:
                 "maxlen", msgspec.json.encode(self.maxlen),
                 "heartbeat", repr(self.heartbeat),
             )  # fmt: skip
+            # what this gateway publishes (Redis may be empty, or hold an earlier run's list)
+            await conn.call("DEL", self.layout.topics)
+            if self._topics:
+                await conn.call("HSET", self.layout.topics, *_pairs(self._topics))
+            self._topics_dirty.clear()
         except Exception as exc:
             if conn is not None:
                 with contextlib.suppress(Exception):
@@ -675,6 +720,10 @@ class Gateway:
             raise ConnectionError("no Redis connection")
         parts: list[bytes] = []
         add = parts.append
+        topics = self._topics_dirty
+        if topics:  # before the entries: a consumer told by a ctl entry finds the hash current
+            self._topics_dirty = {}
+            add(resp.pack("HSET", self.layout.topics, *_pairs(topics)))
         snapshots = pack_entries(batch, self.out.epoch, parts)
         dirty = self._acct_dirty
         self._acct_dirty = {}
@@ -690,10 +739,12 @@ class Gateway:
             self.out.fail(batch)
             for name, last_g in dirty.items():
                 self._acct_dirty.setdefault(name, last_g)
+            for field, value in topics.items():
+                self._topics_dirty.setdefault(field, value)
             raise
         now = self.clock.monotonic()
         if resp.RespError in map(type, replies):
-            self._refused(batch, replies, snapshots)
+            self._refused(batch, replies[1:] if topics else replies, snapshots)
         self.out.confirm(batch, now)
 
     def _refused(self, batch: list[Pending], replies: list[Any], snapshots: bool) -> None:
@@ -758,3 +809,12 @@ class Gateway:
 
     def __repr__(self) -> str:
         return f"<Gateway {self.layout.prefix!r} redis={self.target} link={self.link}>"
+
+
+def _pairs(fields: dict[str, str]) -> list[str]:
+    return [x for kv in fields.items() for x in kv]
+
+
+def _conn_category(name: str) -> str:
+    """``public/linear#2`` -> ``linear``."""
+    return name.partition("/")[2].partition("#")[0]

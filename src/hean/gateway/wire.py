@@ -8,6 +8,9 @@ Layout (every name under one ``prefix``, so several gateways can share one Redis
                                        and its id (a joiner's starting point, no scan)
     {prefix}:ctl                       stream: heartbeats, connection states, subscription answers
     {prefix}:meta                      hash: epoch, start time, settings of the running gateway
+    {prefix}:topics                    hash: ``{category}:{topic}`` -> ``pending``, ``confirmed``
+                                       or ``rejected:<reason>``: every topic the gateway
+                                       publishes (rewritten on every connect to Redis)
     {prefix}:acct:{name}               stream: account events (orders, executions, positions,
                                        wallet, sync), read through consumer groups
     {prefix}:acct:{name}:state         string: the account state (open orders, positions,
@@ -58,7 +61,7 @@ _PREFIX = re.compile(r"^[A-Za-z0-9_.\-:{}]{1,64}$")
 class Layout:
     """Key names of one gateway's data (see the module docstring)."""
 
-    __slots__ = ("ctl", "meta", "prefix")
+    __slots__ = ("ctl", "meta", "prefix", "topics")
 
     def __init__(self, prefix: str = "hean") -> None:
         if not _PREFIX.match(prefix):
@@ -69,6 +72,7 @@ class Layout:
         self.prefix = prefix
         self.ctl = f"{prefix}:ctl"
         self.meta = f"{prefix}:meta"
+        self.topics = f"{prefix}:topics"
 
     def md(self, category: str, topic: str) -> str:
         return f"{self.prefix}:md:{category}:{topic}"

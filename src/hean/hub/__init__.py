@@ -17,6 +17,7 @@ from hean.hub.hub import (
     StreamHub,
 )
 from hean.hub.pricefeed import Price, PriceFeed
+from hean.hub.protocols import ConsumerHost, MarketDataHub
 from hean.hub.ratelimit import ConnectionRateLimiter, SlidingWindow, TokenBucket, shared_limiter
 from hean.hub.refs import ShardPlanner, TopicRefs
 
@@ -27,10 +28,12 @@ __all__ = [
     "ConnectionOptions",
     "ConnectionRateLimiter",
     "Consumer",
+    "ConsumerHost",
     "ConsumerStats",
     "EndpointKey",
     "HubConnectionStats",
     "HubStats",
+    "MarketDataHub",
     "Price",
     "PriceFeed",
     "ShardPlanner",

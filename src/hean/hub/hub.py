@@ -44,7 +44,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from hean.core.bus import EventBus, EventStream, OverflowPolicy, SubscriberStats, Subscription
 from hean.core.clock import Clock, SystemClock
@@ -80,6 +80,7 @@ from hean.hub.delivery import (
     tick_replay_event,
 )
 from hean.hub.gated import RateGate
+from hean.hub.protocols import ConsumerHost, MarketDataHub
 from hean.hub.ratelimit import ConnectionRateLimiter, shared_limiter
 from hean.hub.refs import ShardPlanner, TopicRefs
 
@@ -418,9 +419,10 @@ class StreamHub:
 
         return gate
 
-    # -- topics (called by consumers) ---------------------------------------------------------
+    # -- topics (the ConsumerHost side, called by consumers) -----------------------------------
 
-    def _acquire(self, consumer: Consumer, category: str, topics: list[str]) -> None:
+    def hold(self, consumer: Consumer, category: str, topics: list[str]) -> None:
+        """See :meth:`ConsumerHost.hold <hean.hub.protocols.ConsumerHost.hold>`."""
         budget = self.args_budget
         for topic in topics:
             if ShardPlanner.cost(topic) > budget:
@@ -446,17 +448,29 @@ class StreamHub:
         for topic in acq.shared:
             self._replay(ep, consumer, topic)
 
-    async def _release(self, consumer: Consumer, category: str, topics: Iterable[str]) -> None:
+    async def release(self, consumer: Consumer, category: str, topics: list[str]) -> None:
         ep = self._endpoint(category, create=False)
         if ep is None:
             return
         rel = ep.refs.release(consumer, topics, self.clock.monotonic())
         await self._after_release(ep, rel.dropped, rel.unsubscribe)
 
-    async def _release_all(self, consumer: Consumer) -> None:
-        for ep in list(self._endpoints.values()):
-            rel = ep.refs.release_all(consumer, self.clock.monotonic())
-            await self._after_release(ep, rel.dropped, rel.unsubscribe)
+    async def detach(self, consumer: Consumer) -> None:
+        try:
+            for ep in list(self._endpoints.values()):
+                rel = ep.refs.release_all(consumer, self.clock.monotonic())
+                await self._after_release(ep, rel.dropped, rel.unsubscribe)
+        finally:
+            if self._consumers.get(consumer.name) is consumer:
+                del self._consumers[consumer.name]
+
+    def held_by(self, consumer: Consumer) -> dict[str, frozenset[str]]:
+        out: dict[str, frozenset[str]] = {}
+        for ep in self._endpoints.values():
+            held = ep.refs.topics_of(consumer)
+            if held:
+                out[ep.category] = held
+        return out
 
     async def _after_release(self, ep: _Endpoint, dropped: list[str], gone: list[str]) -> None:
         for topic in dropped:
@@ -507,7 +521,7 @@ class StreamHub:
         ws = shard.ws
         status = ws.session.subscriptions.status(topic)
         if status is not None and str(status) in _ANSWERED:
-            consumer._on_subscription(
+            consumer.subscription_answered(
                 SubscriptionEvent(
                     shard.name,
                     topic,
@@ -541,7 +555,7 @@ class StreamHub:
             assert isinstance(event, SubscriptionEvent)
             for consumer in shard.dispatcher.holders_of(event.topic):
                 assert isinstance(consumer, Consumer)
-                consumer._on_subscription(event)
+                consumer.subscription_answered(event)
             if event.status in (SubscriptionStatus.CONFIRMED, SubscriptionStatus.REJECTED):
                 for fut in ep.waiters.pop(event.topic, ()):
                     if not fut.done():
@@ -551,7 +565,7 @@ class StreamHub:
             for consumer in shard.dispatcher.all_holders():
                 consumer.deliverer(event_type)(event)
 
-    async def _wait_answered(self, category: str, topics: list[str], timeout: float) -> None:
+    async def wait_answered(self, category: str, topics: list[str], timeout: float) -> None:
         ep = self._endpoint(category, create=False)
         if ep is None:
             return
@@ -575,7 +589,7 @@ class StreamHub:
                     if not waiting:
                         del ep.waiters[topic]
 
-    def _statuses(self, category: str, topics: list[str]) -> dict[str, str]:
+    def topic_statuses(self, category: str, topics: list[str]) -> dict[str, str]:
         ep = self._endpoint(category, create=False)
         if ep is None:
             return dict.fromkeys(topics, "unsubscribed")
@@ -635,6 +649,12 @@ class StreamHub:
             return None if shard is None else shard.ws.orderbook(symbol, depth)
         books = [b for s in ep.shards.values() if (b := s.ws.orderbook(symbol)) is not None]
         return max(books, key=lambda b: b.depth) if books else None
+
+    def topic_live(self, topic: str, *, category: str = "linear") -> bool:
+        """Whether the connection carrying ``topic`` is live."""
+        ep = self._endpoint(category, create=False)
+        shard = None if ep is None else ep.shard_for(topic)
+        return shard is not None and shard.ws.state is ConnectionState.LIVE
 
     def connections(self, category: str | None = None) -> list[BybitPublicWebSocket]:
         """The open connections (of one category, or all), in endpoint and shard order."""
@@ -733,8 +753,9 @@ class Consumer:
     topics reaches them.
     """
 
-    def __init__(self, hub: StreamHub, name: str, seq: int, maxsize: int) -> None:
+    def __init__(self, hub: ConsumerHost, name: str, seq: int, maxsize: int) -> None:
         self.hub = hub
+        """The hub that made this consumer (a :class:`StreamHub` or a ``RemoteHub``)."""
         self.name = name
         self.seq = seq
         self.bus = EventBus(default_maxsize=maxsize)
@@ -755,7 +776,9 @@ class Consumer:
             d = self._deliverers[event_type] = self.bus.publisher(event_type)
         return d
 
-    def _on_subscription(self, event: SubscriptionEvent) -> None:
+    def subscription_answered(self, event: SubscriptionEvent) -> None:
+        """The hub passes on an answer about one of this consumer's topics (confirmed, rejected
+        with the reason in ``failed``, resync ...); it reaches the consumer's handlers."""
         status = event.status
         if status is SubscriptionStatus.REJECTED or status is SubscriptionStatus.TIMEOUT:
             self.failed[event.topic] = event.reason or status.value
@@ -862,17 +885,17 @@ class Consumer:
         validate_category(category)
         self._check_open()
         await self.bus.start()
-        self.hub._acquire(self, category, wanted)
+        self.hub.hold(self, category, wanted)
         if wait is not None:
-            await self.hub._wait_answered(category, wanted, wait)
-        return self.hub._statuses(category, wanted)
+            await self.hub.wait_answered(category, wanted, wait)
+        return self.hub.topic_statuses(category, wanted)
 
     async def unsubscribe(self, topics: Iterable[str], *, category: str = "linear") -> None:
         """Release ``topics``; the last holder's release unsubscribes them."""
         wanted = _topics(topics)
         for topic in wanted:
             self.failed.pop(topic, None)
-        await self.hub._release(self, category, wanted)
+        await self.hub.release(self, category, wanted)
 
     async def subscribe_tickers(
         self, symbols: Iterable[str], *, category: str = "linear", wait: float | None = None
@@ -951,16 +974,11 @@ class Consumer:
 
     def topics(self) -> dict[str, frozenset[str]]:
         """The topics this consumer holds, per category."""
-        out: dict[str, frozenset[str]] = {}
-        for ep in self.hub._endpoints.values():
-            held = ep.refs.topics_of(self)
-            if held:
-                out[ep.category] = held
-        return out
+        return self.hub.held_by(self)
 
     def status(self, topic: str, *, category: str = "linear") -> str:
         """``pending``, ``confirmed``, ``rejected`` or ``unsubscribed``."""
-        return self.hub._statuses(category, [topic])[topic]
+        return self.hub.topic_statuses(category, [topic])[topic]
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -1004,10 +1022,8 @@ class Consumer:
             return
         self._closed = True
         try:
-            await self.hub._release_all(self)
+            await self.hub.detach(self)
         finally:
-            if self.hub._consumers.get(self.name) is self:
-                del self.hub._consumers[self.name]
             await self.bus.stop(drain_timeout=drain_timeout)
             for stream in self._streams:
                 stream.close()
@@ -1053,3 +1069,9 @@ def _symbols(symbols: Iterable[str]) -> list[str]:
             raise ValueError("empty symbol")
         out.append(symbol)
     return out
+
+
+if TYPE_CHECKING:
+
+    def _is_a_market_data_hub(hub: StreamHub) -> MarketDataHub:
+        return hub  # mypy --strict src checks that StreamHub implements the protocol

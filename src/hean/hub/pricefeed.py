@@ -27,9 +27,9 @@ from types import TracebackType
 from typing import Any
 
 from hean.core.events import EventType
-from hean.core.lifecycle import ConnectionState
 from hean.exchange.bybit.endpoints import validate_category
-from hean.hub.hub import Consumer, StreamHub
+from hean.hub.hub import Consumer
+from hean.hub.protocols import MarketDataHub
 
 __all__ = ["Price", "PriceFeed"]
 
@@ -68,10 +68,12 @@ class Price:
 
 
 class PriceFeed:
-    """Prices of one category's symbols, from a shared :class:`StreamHub`.
+    """Prices of one category's symbols, from a shared hub.
 
     Args:
-        hub: the hub whose connections carry the data.
+        hub: the hub whose connections carry the data: a :class:`~hean.hub.StreamHub` in this
+            process or a :class:`~hean.remote.RemoteHub` fed by a gateway (any
+            :class:`~hean.hub.protocols.MarketDataHub`).
         category: ``linear``, ``inverse``, ``spot`` or ``option``.
         stale_after: seconds after which a price is stale.
         use_book: take bid/ask from ``orderbook.1`` (default: only on spot, whose tickers have
@@ -81,7 +83,7 @@ class PriceFeed:
 
     def __init__(
         self,
-        hub: StreamHub,
+        hub: MarketDataHub,
         *,
         category: str = "linear",
         stale_after: float = 5.0,
@@ -102,6 +104,11 @@ class PriceFeed:
             self.consumer.on_inline(
                 EventType.ORDERBOOK, self._on_event, name=f"{self.consumer.name}:wake-book"
             )
+        # a price can turn fresh without new data: its connection (or a remote hub's link)
+        # going live
+        self.consumer.on_inline(
+            EventType.CONNECTION_STATE, self._on_state, name=f"{self.consumer.name}:wake-state"
+        )
 
     @property
     def symbols(self) -> frozenset[str]:
@@ -178,10 +185,7 @@ class PriceFeed:
         return p is not None and not p.stale
 
     def _live(self, symbol: str) -> bool:
-        for ws in self.hub.connections(self.category):
-            if f"tickers.{symbol}" in ws.session.subscriptions.topics:
-                return ws.state is ConnectionState.LIVE
-        return False
+        return self.hub.topic_live(f"tickers.{symbol}", category=self.category)
 
     async def wait_fresh(self, symbol: str, timeout: float = 10.0) -> Price:
         """Return ``symbol``'s price as soon as it is fresh (tracking it if needed).
@@ -220,6 +224,12 @@ class PriceFeed:
     def _on_event(self, event: Any) -> None:
         waiting = self._waiters.get(event.symbol)
         if waiting:
+            for fut in waiting:
+                if not fut.done():
+                    fut.set_result(None)
+
+    def _on_state(self, event: Any) -> None:
+        for waiting in self._waiters.values():
             for fut in waiting:
                 if not fut.done():
                     fut.set_result(None)

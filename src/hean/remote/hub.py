@@ -6,7 +6,7 @@
     strategy = hub.consumer("strategy")                 # the same Consumer class as the hub's
     strategy.on(EventType.TICK, on_tick)
     await strategy.subscribe_tickers(["BTCUSDT"])
-    feed = PriceFeed(hub)                               # unchanged (typed: cast(StreamHub, hub))
+    feed = PriceFeed(hub)                               # unchanged (both are MarketDataHubs)
     health = HealthMonitor(bus, discover=hub.connections)
     ...
     await hub.close()
@@ -36,9 +36,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
@@ -78,7 +77,8 @@ from hean.gateway.wire import (
     parse_id,
 )
 from hean.hub.delivery import Dispatcher, book_replay_event, tick_replay_event
-from hean.hub.hub import Consumer, StreamHub
+from hean.hub.hub import Consumer
+from hean.hub.protocols import MarketDataHub
 from hean.hub.refs import TopicRefs
 from hean.remote.core import StreamTracker, Verdict
 
@@ -207,6 +207,12 @@ class _Endpoint:
         """The gateway's connections of this category and their states."""
 
 
+PENDING, CONFIRMED, REJECTED = "pending", "confirmed", "rejected"
+
+RECHECK = 1.0
+"""Seconds between checks whether the gateway publishes a topic it did not (or had not yet)."""
+
+
 @dataclass(slots=True, eq=False)
 class _Stream:
     key: str
@@ -223,6 +229,12 @@ class _Stream:
     resync_reason: str = ""
     behind: int = 0
     """Times the reader fell behind the trimmed history."""
+    status: str = PENDING
+    """``pending`` (not joined yet), ``confirmed`` (joined) or ``rejected`` (the gateway does
+    not publish the topic, or its own subscription was refused; ``reason`` says which)."""
+    reason: str = ""
+    retry_at: float = 0.0
+    """Not before this (monotonic) time is a rejected or unannounced topic checked again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,20 +339,13 @@ class RemoteHub:
         if name in self._consumers:
             raise ValueError(f"a consumer named {name!r} is already open")
         self._seq += 1
-        consumer = Consumer(
-            cast(StreamHub, self), name, self._seq, maxsize or self.consumer_maxsize
-        )
+        consumer = Consumer(self, name, self._seq, maxsize or self.consumer_maxsize)
         self._consumers[name] = consumer
         return consumer
 
     @property
     def consumers(self) -> list[Consumer]:
         return list(self._consumers.values())
-
-    def as_hub(self) -> StreamHub:
-        """This object typed as a :class:`StreamHub` (for ``PriceFeed(hub.as_hub())`` under
-        mypy; at run time it is the same object)."""
-        return cast(StreamHub, self)
 
     def _endpoint(self, category: str, create: bool = True) -> _Endpoint | None:
         ep = self._endpoints.get(category)
@@ -349,7 +354,11 @@ class RemoteHub:
             ep = self._endpoints[category] = _Endpoint(self, category)
         return ep
 
-    def _acquire(self, consumer: Consumer, category: str, topics: list[str]) -> None:
+    # -- the ConsumerHost side (called by consumers) --------------------------------------------
+
+    def hold(self, consumer: Consumer, category: str, topics: list[str]) -> None:
+        """See :meth:`ConsumerHost.hold <hean.hub.protocols.ConsumerHost.hold>`: the first
+        holder's topic is joined (its snapshot read) by the reader."""
         for topic in topics:
             if _kind(topic) is None:
                 raise ValueError(f"the gateway does not publish topic {topic!r}")
@@ -364,17 +373,29 @@ class RemoteHub:
             self._replay(ep, consumer, topic)
         self._ensure_running()
 
-    async def _release(self, consumer: Consumer, category: str, topics: Iterable[str]) -> None:
+    async def release(self, consumer: Consumer, category: str, topics: list[str]) -> None:
         ep = self._endpoint(category, create=False)
         if ep is None:
             return
         rel = ep.refs.release(consumer, topics, self.clock.monotonic())
         self._after_release(ep, rel.dropped, rel.unsubscribe)
 
-    async def _release_all(self, consumer: Consumer) -> None:
-        for ep in list(self._endpoints.values()):
-            rel = ep.refs.release_all(consumer, self.clock.monotonic())
-            self._after_release(ep, rel.dropped, rel.unsubscribe)
+    async def detach(self, consumer: Consumer) -> None:
+        try:
+            for ep in list(self._endpoints.values()):
+                rel = ep.refs.release_all(consumer, self.clock.monotonic())
+                self._after_release(ep, rel.dropped, rel.unsubscribe)
+        finally:
+            if self._consumers.get(consumer.name) is consumer:
+                del self._consumers[consumer.name]
+
+    def held_by(self, consumer: Consumer) -> dict[str, frozenset[str]]:
+        out: dict[str, frozenset[str]] = {}
+        for ep in self._endpoints.values():
+            held = ep.refs.topics_of(consumer)
+            if held:
+                out[ep.category] = held
+        return out
 
     def _after_release(self, ep: _Endpoint, dropped: list[str], gone: list[str]) -> None:
         for topic in dropped:
@@ -388,27 +409,37 @@ class RemoteHub:
             elif topic.startswith("tickers."):
                 ep.tickers.reset(topic)
 
-    async def _wait_answered(self, category: str, topics: list[str], timeout: float) -> None:
-        """Until every topic's stream is joined (its snapshot applied), at most ``timeout``."""
+    async def wait_answered(self, category: str, topics: list[str], timeout: float) -> None:
+        """Until every topic is joined (its snapshot applied) or rejected (the gateway does not
+        publish it), at most ``timeout`` seconds. A topic joined before any gateway has said
+        what it publishes is ``pending`` (its stream is read all the same)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         keys = [self.layout.md(category, t) for t in topics]
         while loop.time() < deadline:
-            if all((s := self._streams.get(k)) is None or s.cursor is not None for k in keys):
+            if all(
+                (s := self._streams.get(k)) is None or s.cursor is not None or s.status == REJECTED
+                for k in keys
+            ):
                 return
             await asyncio.sleep(0.005)
 
-    def _statuses(self, category: str, topics: list[str]) -> dict[str, str]:
+    def topic_statuses(self, category: str, topics: list[str]) -> dict[str, str]:
         out: dict[str, str] = {}
         for t in topics:
             s = self._streams.get(self.layout.md(category, t))
-            if s is None:
-                out[t] = "unsubscribed"
-            elif s.cursor is None:
-                out[t] = "pending"
-            else:
-                out[t] = "confirmed"
+            out[t] = "unsubscribed" if s is None else s.status
         return out
+
+    def topic_live(self, topic: str, *, category: str = "linear") -> bool:
+        """Whether ``topic`` is carried by a live link (Redis answers, the gateway's heartbeat is
+        fresh and its exchange connections of ``category`` are live)."""
+        ep = self._endpoints.get(category)
+        return (
+            ep is not None
+            and topic in ep.link.session.subscriptions.topics
+            and ep.link.state is ConnectionState.LIVE
+        )
 
     def _add_stream(self, ep: _Endpoint, topic: str) -> None:
         kind = _kind(topic)
@@ -431,9 +462,17 @@ class RemoteHub:
 
     def _replay(self, ep: _Endpoint, consumer: Consumer, topic: str) -> None:
         s = self._streams.get(self.layout.md(ep.category, topic))
+        if s is not None and s.status == REJECTED:
+            consumer.subscription_answered(
+                SubscriptionEvent(
+                    ep.link.name, topic, SubscriptionStatus.REJECTED, s.reason,
+                    self.clock.monotonic(),
+                )
+            )  # fmt: skip
+            return
         if s is None or s.cursor is None:
             return
-        consumer._on_subscription(
+        consumer.subscription_answered(
             SubscriptionEvent(
                 ep.link.name, topic, SubscriptionStatus.CONFIRMED, "shared", self.clock.monotonic()
             )
@@ -456,7 +495,7 @@ class RemoteHub:
     def _on_control(self, ep: _Endpoint, event_type: EventType, event: Any) -> None:
         if event_type is EventType.SUBSCRIPTION:
             for c in ep.dispatcher.holders_of(event.topic):
-                cast(Consumer, c)._on_subscription(event)
+                cast(Consumer, c).subscription_answered(event)
         elif event_type is EventType.CONNECTION_STATE:
             for c in ep.dispatcher.all_holders():
                 c.deliverer(event_type)(event)
@@ -574,6 +613,7 @@ class RemoteHub:
                 self._unjoined = True
                 for s in self._streams.values():
                     s.cursor = None
+                    s.retry_at = 0.0
                     s.tracker = StreamTracker(s.snap_key is not None)
                 await self._disconnect(f"recycle: {reason}")
                 continue
@@ -598,11 +638,19 @@ class RemoteHub:
             if last:
                 self._ctl_cursor = last[0][0].decode()
                 self._on_ctl(_payload(last[0][1]), self.clock.monotonic())
-        if self._unjoined:
-            for s in list(self._streams.values()):
-                if s.cursor is None:
-                    await self._join(s)
+        if self._unjoined:  # streams to join, or topics the gateway has not confirmed yet
+            now = self.clock.monotonic()
             self._unjoined = False
+            for s in list(self._streams.values()):
+                if s.cursor is not None and s.status == CONFIRMED:
+                    continue
+                if s.retry_at <= now:
+                    if s.cursor is None:
+                        await self._join(s)
+                    else:
+                        await self._recheck(s)
+                if s.cursor is None or s.status != CONFIRMED:
+                    self._unjoined = True
         for key, reason in list(self._resync.items()):
             rs = self._streams.get(key)
             del self._resync[key]
@@ -638,9 +686,37 @@ class RemoteHub:
             if st.cursor is not None:
                 st.cursor = entries[-1][0].decode()
 
-    async def _join(self, s: _Stream) -> None:
+    async def _announced(self, s: _Stream) -> tuple[str, str]:
+        """What the gateway says of ``s``'s topic (its ``topics`` hash): ``confirmed``,
+        ``rejected`` (with the reason) or ``pending`` (no gateway has said what it publishes)."""
         conn = self._conn
         assert conn is not None
+        announced, known = await conn.pipeline(
+            [
+                resp.pack("HGET", self.layout.topics, f"{s.category}:{s.topic}"),
+                resp.pack("EXISTS", self.layout.topics),
+            ]
+        )
+        if isinstance(announced, bytes):
+            if announced.startswith(b"rejected"):
+                why = announced.partition(b":")[2].decode(errors="replace") or "rejected"
+                return REJECTED, f"the gateway's subscription was refused: {why}"
+            return CONFIRMED, ""
+        if known == 1:
+            return REJECTED, f"not published by the gateway (prefix {self.layout.prefix!r})"
+        return PENDING, ""
+
+    async def _join(self, s: _Stream) -> None:
+        """Start reading ``s``: at its latest snapshot (tickers, books) or its newest entry; or
+        say the topic is not available. Before any gateway has said what it publishes, the
+        stream is read from its start and the topic stays ``pending`` until one does."""
+        conn = self._conn
+        assert conn is not None
+        status, reason = await self._announced(s)
+        if status == REJECTED:
+            s.retry_at = self.clock.monotonic() + RECHECK
+            self._reject(s, reason)
+            return
         if s.snap_key is not None:
             raw = await conn.call("GET", s.snap_key)
             s.cursor = "0-0"
@@ -657,6 +733,26 @@ class RemoteHub:
                 s.cursor = last[0][0].decode()
             else:
                 s.cursor = "0-0"
+        if status == PENDING:
+            s.retry_at = self.clock.monotonic() + RECHECK
+            self._unjoined = True  # ask again
+            return
+        self._confirm(s, "joined" if s.tracker.synced else "joined, awaiting snapshot")
+
+    async def _recheck(self, s: _Stream) -> None:
+        """A joined topic no gateway had announced: ask again."""
+        status, reason = await self._announced(s)
+        if status == CONFIRMED:
+            self._confirm(s, "published by the gateway")
+        elif status == REJECTED:
+            self._reject(s, reason)
+            s.cursor = None
+        if s.status != CONFIRMED:
+            s.retry_at = self.clock.monotonic() + RECHECK
+            self._unjoined = True
+
+    def _confirm(self, s: _Stream, reason: str) -> None:
+        s.status, s.reason = CONFIRMED, ""
         ep = self._endpoints.get(s.category)
         if ep is not None and s.topic in ep.link.session.subscriptions.topics:
             ep.link.session.subscriptions.topics[s.topic] = TopicStatus.CONFIRMED
@@ -666,10 +762,28 @@ class RemoteHub:
                     ep.link.name,
                     s.topic,
                     SubscriptionStatus.CONFIRMED,
-                    "joined" if s.tracker.synced else "joined, awaiting snapshot",
+                    reason,
                     self.clock.monotonic(),
                 ),
             )
+
+    def _reject(self, s: _Stream, reason: str) -> None:
+        """The topic is not available from the gateway: its holders and the health layer are told
+        once (and again if the reason changes); it is checked again every ``RECHECK`` seconds."""
+        if s.status == REJECTED and s.reason == reason:
+            return
+        s.status, s.reason = REJECTED, reason
+        log.warning("remote: %s %s not available: %s", s.category, s.topic, reason)
+        ep = self._endpoints.get(s.category)
+        if ep is None or s.topic not in ep.link.session.subscriptions.topics:
+            return
+        ep.link.session.subscriptions.topics[s.topic] = TopicStatus.REJECTED
+        ep.dispatcher.publish(
+            EventType.SUBSCRIPTION,
+            SubscriptionEvent(
+                ep.link.name, s.topic, SubscriptionStatus.REJECTED, reason, self.clock.monotonic()
+            ),
+        )
 
     async def _rebuild(self, s: _Stream, reason: str) -> None:
         """After a hole: classify it, say so, and rewind to the latest snapshot if it repairs."""
@@ -839,6 +953,20 @@ class RemoteHub:
                         if s.category == cat and s.snap_key is not None and s.last_rt < e.rt:
                             s.tracker.invalidate(*s.tracker.position())
                             self._invalidate(s, f"gateway connection {name} {new}")
+        elif e.kind == "sub":
+            topic = str(e.data.get("topic", ""))
+            cat = _conn_category(str(e.data.get("connection", "")))
+            st = self._streams.get(self.layout.md(cat, topic)) if cat else None
+            status = str(e.data.get("status", ""))
+            if st is not None and status == "confirmed" and st.cursor is None:
+                st.retry_at = 0.0  # the gateway publishes it now: join at the next read
+                self._unjoined = True
+            elif st is not None and status in ("rejected", "timeout"):
+                why = str(e.data.get("reason", "")) or status
+                self._reject(st, f"the gateway's subscription was refused: {why}")
+                st.cursor = None
+                st.retry_at = now + RECHECK
+                self._unjoined = True
         elif e.kind == "lost":
             log.warning("remote: the gateway could not publish some entries: %s", e.data)
         self._update_links()
@@ -950,3 +1078,9 @@ def _synced(s: _Stream) -> bool:
 def _conn_category(name: str) -> str:
     """``public/linear#2`` -> ``linear``."""
     return name.partition("/")[2].partition("#")[0]
+
+
+if TYPE_CHECKING:
+
+    def _is_a_market_data_hub(hub: RemoteHub) -> MarketDataHub:
+        return hub  # mypy --strict src checks that RemoteHub implements the protocol
