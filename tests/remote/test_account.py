@@ -163,3 +163,96 @@ async def test_the_mirror_follows_the_gateways_account(redis_url: str) -> None:
         await gw.close()
         await hub.close()
         await bus.stop()
+
+
+async def test_entries_left_pending_by_a_dead_consumer_are_claimed_by_a_running_one(
+    redis_url: str,
+) -> None:
+    import redis.asyncio as aioredis
+
+    hub, gw, bus, _ = await setup(redis_url)
+    r = aioredis.Redis.from_url(redis_url)
+    key = "hean:acct:account"
+    got: list[str] = []
+    survivor = AccountEvents(redis_url, service="risk", consumer="b", claim_idle=0.3, block_ms=20)
+    survivor.on(EventType.EXECUTION, lambda e: got.extend(x.exec_id for x in e.executions))
+
+    async def dead_consumer_takes(exec_id: str) -> None:
+        """Consumer "a" of the group reads the next event and dies before acknowledging it
+        (blocked before the survivor's latest read, Redis serves it first)."""
+        read = asyncio.create_task(r.xreadgroup("risk", "a", {key: ">"}, count=10, block=5000))
+        await asyncio.sleep(0.1)
+        execution(bus, exec_id)
+        res = await read
+        assert [len(entries) for _, entries in res] == [1]
+
+    try:
+        await r.xgroup_create(key, "risk", id="$", mkstream=True)
+        await dead_consumer_takes("e1")
+        await asyncio.sleep(0.4)  # e1 idle past claim_idle before the survivor starts
+        await survivor.start()
+        await until(lambda: got == ["e1"])  # claimed when it starts
+        await dead_consumer_takes("e2")  # while the survivor runs
+        execution(bus, "e3")
+        await until(lambda: "e3" in got)
+        await until(lambda: "e2" in got, timeout=3)  # claimed once idle past claim_idle
+        await asyncio.sleep(0.5)
+        assert sorted(got) == ["e1", "e2", "e3"] and survivor.claimed == 2
+        pending = await r.xpending(key, "risk")
+        assert pending["pending"] == 0
+    finally:
+        await survivor.close()
+        await r.aclose()
+        await gw.close()
+        await hub.close()
+        await bus.stop()
+
+
+async def test_the_mirror_reloads_after_a_hole_and_never_replays_an_earlier_run(
+    redis_url: str,
+) -> None:
+    hub, gw, bus, acct = await setup(redis_url)
+    follower = AccountMirror(redis_url, block_ms=20)
+    joiner = AccountMirror(redis_url, block_ms=20)
+    gw2: Gateway | None = None
+
+    def order(oid: str, status: str, t: str) -> Order:
+        return Order(order_id=oid, symbol="BTCUSDT", order_status=status, updated_time=t)
+
+    def publish(b: EventBus, *orders: Order) -> None:
+        b.publish(
+            EventType.ORDER_UPDATE, OrderUpdateEvent("p", "order", list(orders), "m", 1, 0.0, 1)
+        )
+
+    try:
+        await follower.start()
+        acct.orders["o1"] = order("o1", "New", "1")
+        publish(bus, acct.orders["o1"])
+        await until(lambda: set(follower.orders) == {"o1"})
+        # the gateway stops; meanwhile o1 fills and o2 is placed; a new gateway run starts
+        await gw.close()
+        del acct.orders["o1"]
+        acct.orders["o2"] = order("o2", "New", "2")
+        gw2 = Gateway(hub, redis_url, heartbeat=0.1)
+        gw2.add_account(acct, bus)
+        await gw2.start()
+        await until(lambda: gw2 is not None and gw2.link == "up" and gw2.out.depth == 0)
+        # a mirror starting now takes the new run's state and does not replay the old run's
+        # entries over it (o1 New is still in the stream)
+        await joiner.start()
+        await asyncio.sleep(0.2)
+        assert set(joiner.orders) == {"o2"}
+        # the follower sees the new run's first entry after a hole (a new epoch) and reloads
+        acct.orders["o3"] = order("o3", "New", "3")
+        publish(bus, acct.orders["o3"])
+        await until(lambda: set(follower.orders) == {"o2", "o3"})
+        await until(lambda: set(joiner.orders) == {"o2", "o3"})
+        assert follower.reloads == 2 and joiner.reloads == 1
+    finally:
+        await follower.close()
+        await joiner.close()
+        if gw2 is not None:
+            await gw2.close()
+        await gw.close()
+        await hub.close()
+        await bus.stop()

@@ -108,7 +108,8 @@ class AccountEvents:
         account: the account label the gateway publishes under.
         bus: events are also published there (sync callbacks; acknowledged after they return).
         start_id: where a new group starts: ``$`` (new events) or ``0`` (the kept history).
-        claim_idle: seconds after which entries pending on another consumer are claimed.
+        claim_idle: seconds after which entries pending on another consumer are claimed (looked
+            for at start and every ``claim_idle / 2`` seconds).
     """
 
     def __init__(
@@ -137,6 +138,9 @@ class AccountEvents:
         self.bus = bus
         self.start_id = start_id
         self.claim_idle = claim_idle
+        self.claim_every = max(0.05, claim_idle / 2)
+        """Seconds between looks for entries another consumer left pending (so one left by a
+        consumer that died is handled within ``1.5 * claim_idle``)."""
         self.block_ms = block_ms
         self.dedup = AccountDedup(max_ids)
         self.rng = rng if rng is not None else random.Random()
@@ -193,6 +197,8 @@ class AccountEvents:
     async def _run(self) -> None:
         attempt = 0
         backlog = True  # first our own pending entries (a restart after a crash)
+        loop = asyncio.get_running_loop()
+        next_claim = 0.0
         while not self._closed:
             try:
                 if self._client is None:
@@ -208,9 +214,15 @@ class AccountEvents:
                     if not entries:
                         backlog = False
                         await self._claim()
+                        next_claim = loop.time() + self.claim_every
                         continue
                     self.redelivered += len(entries)
                 else:
+                    if loop.time() >= next_claim:
+                        # a consumer of the group may have died since: its entries idle past
+                        # claim_idle are ours now
+                        await self._claim()
+                        next_claim = loop.time() + self.claim_every
                     resp = await client.xreadgroup(
                         self.service, self.consumer, {self.key: ">"}, count=100,
                         block=self.block_ms,
@@ -233,14 +245,23 @@ class AccountEvents:
                 attempt += 1
 
     async def _claim(self) -> None:
-        res = await self._client.xautoclaim(
-            self.key, self.service, self.consumer, int(self.claim_idle * 1000), "0-0", count=100
-        )
-        entries = res[1] if res else []
-        for entry_id, fields in entries:
-            if fields:
-                self.claimed += 1
-                await self._handle(entry_id, fields)
+        """Take over the group's entries pending on any consumer for ``claim_idle`` or longer
+        (all of them: ``XAUTOCLAIM``'s cursor is followed to its end)."""
+        start: bytes | str = "0-0"
+        while True:
+            res = await self._client.xautoclaim(
+                self.key, self.service, self.consumer, int(self.claim_idle * 1000), start,
+                count=100,
+            )  # fmt: skip
+            if not res:
+                return
+            for entry_id, fields in res[1]:
+                if fields:
+                    self.claimed += 1
+                    await self._handle(entry_id, fields)
+            start = res[0]
+            if start in (b"0-0", "0-0"):
+                return
 
     async def _handle(self, entry_id: bytes, fields: dict[bytes, bytes] | None) -> None:
         eid = entry_id.decode()
