@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from hean.core.events import EventType
-from hean.emulator import Emulator
+from hean.emulator import Emulator, MarketParams
 from hean.gateway.wire import parse_id
 from hean.hub import MarketDataHub
 from tests.gateway.helpers import make_gateway, make_remote, settle, until
@@ -325,5 +326,65 @@ async def test_the_same_code_runs_on_a_stream_hub_and_on_a_remote_hub(
     finally:
         await remote.close()
         await local.close()
+        await gw.close()
+        await hub.close()
+
+
+@pytest.mark.emulator(
+    auto_tick=False,
+    market=MarketParams(takers_per_s=50.0, liquidations_per_s=20.0, kline_time_scale=1 / 600),
+)
+async def test_trades_klines_and_liquidations_reach_a_remote_consumer_as_sent(
+    emulator: Emulator, redis_url: str
+) -> None:
+    hub, gw = make_gateway(emulator, redis_url)
+    remote = make_remote(redis_url)
+    kinds = (EventType.TRADE, EventType.KLINE, EventType.LIQUIDATION)
+    local: dict[EventType, list[Any]] = {k: [] for k in kinds}
+    far: dict[EventType, list[Any]] = {k: [] for k in kinds}
+    try:
+        await gw.start()
+        await gw.subscribe_trades(["BTCUSDT"])
+        await gw.subscribe_klines(["BTCUSDT"], 1)
+        await gw.subscribe_liquidations(["BTCUSDT"])
+        in_process = hub.consumer("in-process")
+        c = remote.consumer("remote")
+        for k in kinds:
+            in_process.on_inline(k, local[k].append)
+            c.on_inline(k, far[k].append)
+        await in_process.subscribe_trades(["BTCUSDT"], wait=2)
+        await in_process.subscribe_klines(["BTCUSDT"], 1, wait=2)
+        await in_process.subscribe_liquidations(["BTCUSDT"], wait=2)
+        statuses = {
+            **await c.subscribe_trades(["BTCUSDT"], wait=2),
+            **await c.subscribe_klines(["BTCUSDT"], 1, wait=2),
+            **await c.subscribe_liquidations(["BTCUSDT"], wait=2),
+        }
+        assert set(statuses.values()) == {"confirmed"}, statuses
+        for _ in range(60):
+            emulator.step("linear", quanta=10)
+            emulator.flush("linear")
+            await asyncio.sleep(0)
+        await until(lambda: all(local[k] for k in kinds) and gw.out.depth == 0)
+        await until(lambda: all(len(far[k]) == len(local[k]) for k in kinds))
+
+        def items(ev: Any) -> list[Any]:
+            return list(getattr(ev, "trades", None) or getattr(ev, "klines", None)
+                        or ev.liquidations)  # fmt: skip
+
+        for k in kinds:
+            # the same typed items (every field), in the same order, with the same envelope
+            assert [items(e) for e in far[k]] == [items(e) for e in local[k]], k
+            assert [(e.symbol, e.category, e.exchange_ts) for e in far[k]] == [
+                (e.symbol, e.category, e.exchange_ts) for e in local[k]
+            ]
+        assert {e.interval for e in far[EventType.KLINE]} == {"1"}
+        assert any(k.confirm for e in far[EventType.KLINE] for k in e.klines)
+        assert [e.backfilled for e in far[EventType.TRADE]] == [
+            e.backfilled for e in local[EventType.TRADE]
+        ]
+        assert remote.stats().decode_errors == 0 and remote.stats().gaps == 0
+    finally:
+        await remote.close()
         await gw.close()
         await hub.close()
