@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from hean.core.bus import EventBus
 from hean.core.events import AccountSyncEvent, EventType, ExecutionEvent, OrderUpdateEvent
@@ -17,10 +18,12 @@ from hean.exchange.bybit.state.private import Execution, Order
 from hean.gateway import Gateway
 from hean.hub import StreamHub
 from hean.remote.account import AccountEvents, AccountMirror
+from tests.account.test_account_e2e import bus, emu, rest
 from tests.gateway.helpers import until
 from tests.redis_server import needs_redis
 
 pytestmark = needs_redis
+__all__ = ["bus", "emu", "rest"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -256,3 +259,73 @@ async def test_the_mirror_reloads_after_a_hole_and_never_replays_an_earlier_run(
         await gw.close()
         await hub.close()
         await bus.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_a_real_account_reaches_a_remote_service_exactly_once(
+    bus: EventBus, rest: Any, emu: Any, redis_url: str
+) -> None:
+    from collections import Counter
+
+    from tests.account import test_account_e2e as e2e
+
+    rec = e2e.Recorder(bus)  # what the gateway's process sees
+    account = e2e.make_account(bus, rest, emu)
+    hub = StreamHub(host="ws://127.0.0.1:1")
+    gw = Gateway(hub, redis_url, heartbeat=0.1)
+    gw.add_account(account, bus)
+    execs: list[str] = []
+    orders: list[tuple[Any, ...]] = []
+    service = AccountEvents(redis_url, service="risk", consumer="risk-1", block_ms=20)
+    service.on(EventType.EXECUTION, lambda e: execs.extend(x.exec_id for x in e.executions))
+    service.on(
+        EventType.ORDER_UPDATE,
+        lambda e: orders.extend(
+            (o.order_id, o.order_status, o.cum_exec_qty, o.updated_time) for o in e.orders
+        ),
+    )
+    mirror = AccountMirror(redis_url, block_ms=20)
+    try:
+        await gw.start()
+        await until(lambda: gw.link == "up")
+        await service.start()
+        await account.start()
+        await mirror.start()
+        await e2e.open_position(account)
+        await e2e.place_resting(account, emu, 4)
+        await e2e.in_sync_and_equal(account, emu)
+        # a private outage: fills, a partial fill, a cancel and an external order happen while
+        # the stream is down; the account learns them over REST and publishes each once
+        summary = await emu.private_outage(
+            e2e.KEY, fills=2, partial_fills=1, cancels=1, new_orders=1, seed=3, hold=e2e.ms(30)
+        )
+        assert summary.filled and summary.exec_ids
+        await e2e.in_sync_and_equal(account, emu)
+        local = [x.exec_id for x, _ in rec.executions()]
+        local_orders = [
+            (o.order_id, o.order_status, o.cum_exec_qty, o.updated_time) for o, _ in rec.orders()
+        ]
+        await until(lambda: len(execs) >= len(local) and len(orders) >= len(local_orders), 10)
+        await asyncio.sleep(0.2)  # nothing more arrives
+        # every execution (those of the outage included) reached the remote handler once
+        assert Counter(execs) == Counter(local) and set(Counter(execs).values()) == {1}
+        truth = {str(x["execId"]) for x in emu.account(e2e.KEY).executions}
+        assert set(execs) == truth and set(summary.exec_ids) <= set(execs)
+        assert orders == local_orders and len(set(orders)) == len(orders)
+        assert service.dedup.duplicates == 0 and service.errors == 0
+        # the mirror is the account
+        await until(lambda: set(mirror.orders) == set(account.orders) and mirror.in_sync, 5)
+        mine, theirs = mirror.position("linear", e2e.SYMBOL), account.position("linear", e2e.SYMBOL)
+        assert mine is not None and theirs is not None and mine.size == theirs.size
+        assert mirror.balance("USDT") == account.balance("USDT")
+        pending = await (r := aioredis.Redis.from_url(redis_url)).xpending(
+            "hean:acct:account", "risk"
+        )
+        await r.aclose()
+        assert pending["pending"] == 0
+    finally:
+        await mirror.close()
+        await service.close()
+        await account.stop()
+        await gw.close()
+        await hub.close()
