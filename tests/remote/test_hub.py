@@ -13,7 +13,7 @@ from hean.gateway.wire import parse_id
 from hean.hub import MarketDataHub
 from tests.gateway.helpers import make_gateway, make_remote, settle, until
 from tests.hub.conftest import emulator, make_hub
-from tests.redis_server import needs_redis
+from tests.redis_server import RedisServer, needs_redis
 
 pytestmark = needs_redis
 __all__ = ["emulator"]
@@ -388,3 +388,24 @@ async def test_trades_klines_and_liquidations_reach_a_remote_consumer_as_sent(
         await remote.close()
         await gw.close()
         await hub.close()
+
+
+async def test_a_redis_that_stops_answering_is_left_and_joined_again() -> None:
+    import socket
+
+    server = RedisServer(None, "--enable-debug-command", "yes")
+    server.start()
+    remote = make_remote(server.url, reply_timeout=0.2, gateway_timeout=0.4)
+    try:
+        c = remote.consumer("c")
+        await c.subscribe_tickers(["BTCUSDT"], wait=2)
+        await until(lambda: remote.stats().link == "up")
+        with socket.create_connection(("127.0.0.1", server.port)) as s:
+            s.sendall(b"DEBUG SLEEP 0.8\r\n")  # the server hangs: no reply to anyone
+            await until(lambda: remote.stats().link == "down", timeout=2)
+        await until(lambda: remote.stats().link == "up", timeout=5)
+        assert c.status("tickers.BTCUSDT") == "pending"  # joined again (no gateway yet)
+    finally:
+        await remote.close()
+        server.kill()
+        server.stop()

@@ -148,6 +148,9 @@ class RespConnection:
         self._parser = hiredis.Reader(replyError=RespError)
         self.timeout = timeout
         self.closed = False
+        self.waiting_since: float | None = None
+        """Loop time since when :meth:`read` waits for data (``None``: not waiting); a caller
+        reading with ``timer=False`` watches it and :meth:`close` s a connection that hangs."""
 
     @classmethod
     async def open(
@@ -190,14 +193,21 @@ class RespConnection:
             raise ConnectionError("the Redis connection is closed")
         self._writer.write(data)
 
-    async def read(self, n: int) -> list[Any]:
+    async def read(self, n: int, *, timer: bool = True) -> list[Any]:
         """The next ``n`` replies (error replies as exception values, not raised).
 
+        Args:
+            timer: wait at most the connection's ``timeout`` for data. ``False``: no timer, the
+                caller watches ``waiting_since`` instead (a timer per read costs a few µs, which
+                a reader woken for every message notices).
+
         Raises:
-            ConnectionError: Redis closed the connection. TimeoutError: no reply in time.
+            ConnectionError: Redis closed the connection (or :meth:`close` was called).
+            TimeoutError: no reply in time.
         """
         out: list[Any] = []
         gets = self._parser.gets
+        reader = self._reader
         while True:
             while len(out) < n:
                 r = gets()
@@ -206,8 +216,17 @@ class RespConnection:
                 out.append(r)
             if len(out) >= n:
                 return out
-            async with asyncio.timeout(self.timeout):
-                data = await self._reader.read(1 << 18)
+            if self.closed:
+                raise ConnectionError("the Redis connection is closed")
+            if not timer:
+                self.waiting_since = asyncio.get_running_loop().time()
+                try:
+                    data = await reader.read(1 << 18)
+                finally:
+                    self.waiting_since = None
+            else:
+                async with asyncio.timeout(self.timeout):
+                    data = await reader.read(1 << 18)
             if not data:
                 self.closed = True
                 raise ConnectionError("Redis closed the connection")

@@ -663,7 +663,7 @@ class RemoteHub:
                 keys.append(s.key)
                 ids.append(s.cursor)
         conn.send(self._xread.pack(keys, ids))
-        (reply,) = await conn.read(1)
+        (reply,) = await conn.read(1, timer=False)  # the watchdog ends a read that hangs
         if not reply:
             return
         if resp.is_error(reply):
@@ -1002,8 +1002,18 @@ class RemoteHub:
             ep.dispatcher.publish(EventType.CONNECTION_STATE, ev)
 
     async def _watchdog(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._closed:
             await asyncio.sleep(max(0.01, self.gateway_timeout / 4))
+            conn = self._conn
+            since = None if conn is None else conn.waiting_since
+            if (
+                conn is not None
+                and since is not None
+                and loop.time() - since > self.block_ms / 1000.0 + self.reply_timeout
+            ):
+                log.warning("remote: Redis %s did not answer a read in time", self.target)
+                conn.close()  # the read ends with ConnectionError: reconnect
             self._update_links()
 
     # -- introspection and shutdown ---------------------------------------------------------------
