@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from hean.core.bus import EventBus
 from hean.core.waits import wait_set
 from hean.record import Recorder, RecordingError
+from hean.record.writer import DEFAULT_LEVEL
 
 __all__ = [
     "RecordOptions",
@@ -43,7 +44,7 @@ class RecordOptions:
     private: bool = False
     private_url: str | None = None
     duration: float = 0.0
-    level: int = 1
+    level: int = DEFAULT_LEVEL
     max_file_bytes: int = 256 << 20
     max_file_seconds: float = 3600.0
     max_total_bytes: int | None = None
@@ -212,10 +213,11 @@ def add_record_arguments(
     rec.add_argument(
         "--level",
         type=int,
-        default=1,
+        default=DEFAULT_LEVEL,
         choices=[*range(-7, 0), *range(1, 23)],
         metavar="LEVEL",
-        help="zstd level: 1..22, or -7..-1 for zstd's faster levels (default 1)",
+        help=f"zstd level: 1..22, or -7..-1 for zstd's faster levels (default {DEFAULT_LEVEL}; "
+        "1 writes ~40%% smaller files for ~10%% more recording CPU)",
     )
     rec.add_argument(
         "--max-file-mb",

@@ -47,7 +47,7 @@ from typing import Any, Self
 
 from hean.core.clock import Clock, SystemClock
 from hean.record.format import encode_event, encode_frame_b64, mask_auth
-from hean.record.writer import Chunk, FileWriter
+from hean.record.writer import DEFAULT_LEVEL, Chunk, FileWriter
 
 __all__ = ["Recorder", "RecorderStats", "RecordingError", "StreamTap"]
 
@@ -193,7 +193,7 @@ class Recorder:
         *,
         prefix: str = "hean",
         endpoint: str | None = None,
-        level: int = 1,
+        level: int = DEFAULT_LEVEL,
         max_file_bytes: int = 256 << 20,
         max_file_seconds: float = 3600.0,
         max_total_bytes: int | None = None,
