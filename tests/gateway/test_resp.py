@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import hiredis
@@ -13,7 +18,7 @@ from hean.gateway.core import Outbox
 from hean.gateway.gateway import pack_entries
 from hean.gateway.redis_target import RedisTarget
 from hean.gateway.wire import SnapRef
-from tests.redis_server import RedisServer, needs_redis
+from tests.redis_server import RedisServer, free_port, needs_redis
 
 
 def commands(parts: list[bytes]) -> list[Any]:
@@ -128,3 +133,46 @@ def test_an_xread_repeated_with_new_ids_and_keys_is_packed_right() -> None:
         [b"XREAD", b"COUNT", b"1000", b"BLOCK", b"50", b"STREAMS", b"a", b"b", b"ctl",
          b"1-1", b"5-2", b"9-9"],
     ]  # fmt: skip
+
+
+def _certificates(d: Path) -> tuple[Path, Path, Path, Path]:
+    """A test CA and a server certificate for localhost (openssl), and an unrelated CA."""
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for ca in ("ca", "other"):
+        run("req", "-x509", *ec, "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-days", "1",
+            "-subj", f"/CN=hean {ca}")  # fmt: skip
+    run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+    (d / "san").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "san")  # fmt: skip
+    return d / "ca.crt", d / "server.crt", d / "server.key", d / "other.crt"
+
+
+@needs_redis
+@pytest.mark.skipif(
+    shutil.which("openssl") is None and not os.environ.get("HEAN_REQUIRE_REDIS"),
+    reason="openssl not installed (CI: never skipped)",
+)
+async def test_tls_is_verified(tmp_path: Path) -> None:
+    ca, cert, key, other = _certificates(tmp_path)
+    tls_port = free_port()
+    server = RedisServer(
+        None, "--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file",
+        str(key), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
+    )  # fmt: skip
+    server.start()
+    try:
+        url = f"rediss://localhost:{tls_port}/0"
+        conn = await resp.RespConnection.open(RedisTarget.parse(url, ca_file=str(ca)))
+        assert await conn.call("PING") == b"PONG"
+        await conn.aclose()
+        # a server whose certificate the CA did not sign is refused
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await resp.RespConnection.open(RedisTarget.parse(url, ca_file=str(other)))
+    finally:
+        server.kill()
+        server.stop()
