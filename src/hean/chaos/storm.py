@@ -107,6 +107,87 @@ def backoff(scale: float) -> BackoffPolicy:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Every client and fault timing of a run, in seconds of wall time.
+
+    :meth:`storm`: the chaos storms' short intervals (a ping every ``0.1 * scale`` s);
+    :meth:`compressed`: HEAN's defaults divided by ``k`` (the soak: ``k`` simulated seconds per
+    wall second, so Bybit's 20 s ping is ``20 / k``).
+    """
+
+    ping_interval: float
+    pong_timeout: float
+    connect_timeout: float
+    ack_timeout: float
+    auth_timeout: float
+    request_timeout: float
+    backoff: BackoffPolicy
+    repair_interval: float
+    repair_timeout: float
+    repair_max: float
+    hold: float
+    """Unit of a fault's duration (an outage lasts up to 3 of them)."""
+    stuck_bound: float
+    """Longest a topic may stay invalid while its connection is live."""
+    slack: float
+    """Allowance for a busy machine in the lagging bound."""
+    settle: float
+    """Longest the calm phase may take to reach the venue's state."""
+    subscribe_timeout: float
+    retry_first: float
+    retry_max: float
+    recheck_delay: float
+    order_every: float
+    """Private: a market order every this many seconds."""
+    request_every: float
+    """Trade: an order request every this many seconds."""
+    limiter_rate: float
+    limiter_burst: int
+    limiter_window: float
+
+    @property
+    def lag_bound(self) -> float:
+        """The furthest a kept link may be behind the venue: a ping answered just in time,
+        the next one ``ping_interval`` later, its pong late by ``pong_timeout``."""
+        return self.ping_interval + 2 * self.pong_timeout + self.slack
+
+    @classmethod
+    def storm(cls, scale: float) -> Timing:
+        s = scale
+        return cls(
+            ping_interval=0.1 * s, pong_timeout=0.15 * s, connect_timeout=0.5 * s,
+            ack_timeout=0.5 * s, auth_timeout=0.5 * s, request_timeout=1.0 * s,
+            backoff=backoff(s), repair_interval=0.05 * s, repair_timeout=0.4 * s,
+            repair_max=1.0 * s, hold=s, stuck_bound=4.0 * s, slack=0.25 * s, settle=15.0 * s,
+            subscribe_timeout=3.0 * s, retry_first=0.05 * s, retry_max=0.2 * s,
+            recheck_delay=0.1 * s, order_every=0.15 * s, request_every=0.03 * s,
+            limiter_rate=20.0, limiter_burst=4, limiter_window=300.0,
+        )  # fmt: skip
+
+    @classmethod
+    def compressed(cls, k: float, slack: float = 0.25) -> Timing:
+        """HEAN's default settings with time running ``k`` times faster (``slack`` and the
+        calm phase's floor stay in wall seconds: they are about the machine)."""
+        d = BackoffPolicy()
+        return cls(
+            ping_interval=20.0 / k, pong_timeout=10.0 / k, connect_timeout=10.0 / k,
+            ack_timeout=10.0 / k, auth_timeout=10.0 / k, request_timeout=10.0 / k,
+            backoff=BackoffPolicy(
+                first=d.first / k, cap=d.cap / k, slow_floor=d.slow_floor / k,
+                try_again_floor=d.try_again_floor / k, failure_threshold=d.failure_threshold,
+                cooldown=d.cooldown / k, max_cooldown=d.max_cooldown / k,
+                stable_after=d.stable_after / k,
+            ),
+            repair_interval=1.0 / k, repair_timeout=5.0 / k, repair_max=30.0 / k,
+            hold=30.0 / k, stuck_bound=50.0 / k + slack, slack=slack,
+            settle=max(10.0, 300.0 / k), subscribe_timeout=10.0 / k, retry_first=0.5 / k,
+            retry_max=30.0 / k, recheck_delay=2.0 / k, order_every=60.0 / k,
+            request_every=10.0 / k, limiter_rate=5.0 * k, limiter_burst=10,
+            limiter_window=300.0 / k,
+        )  # fmt: skip
+
+
 async def run_storm(config: StormConfig) -> StormReport:
     """Run one storm (see the module docstring) and return its report."""
     if config.kind not in FAULTS:
@@ -119,23 +200,47 @@ async def run_storm(config: StormConfig) -> StormReport:
 
 
 class _Storm:
-    """The common part: emulator, schedule, connection faults, pacing."""
+    """The common part: emulator, schedule, connection faults, pacing.
+
+    A storm owns its emulator (:meth:`run`); the soak (:mod:`hean.chaos.soak`) runs the three
+    kinds against one emulator it drives itself, through :meth:`apply`, :meth:`step`,
+    :meth:`check_drips`, :meth:`clear_faults`, :meth:`settle`, :meth:`final_checks`.
+    """
 
     category = "linear"
 
-    def __init__(self, config: StormConfig) -> None:
+    def __init__(
+        self,
+        config: StormConfig,
+        timing: Timing | None = None,
+        symbols: tuple[str, ...] = SYMBOLS,
+        book_symbols: tuple[str, ...] | None = None,
+    ) -> None:
         self.config = config
         self.scale = config.scale
+        self.t = timing if timing is not None else Timing.storm(config.scale)
+        self.symbols = symbols
+        self.book_symbols = symbols if book_symbols is None else book_symbols
         self.faults = plan(config.kind, config.seed, config.duration, config.every, config.only)
         self.rng = random.Random(config.seed)
         # the longest a topic may be invalid while live: the repair timeout doubled twice,
         # plus a resubscribe round trip
-        self.checker = InvariantChecker(stuck_bound=4.0 * self.scale)
+        self.checker = InvariantChecker(stuck_bound=self.t.stuck_bound)
         self.counts: Counter[str] = Counter()
-        self.ping_interval = 0.1 * self.scale
-        self.pong_timeout = 0.15 * self.scale
+        self.ping_interval = self.t.ping_interval
+        self.pong_timeout = self.t.pong_timeout
         self.emu: Emulator
         self._restore: list[tuple[float, Any]] = []
+        self.market: Any = None
+        """Moves the market (``quanta``); the storm's own stepping when ``None``."""
+
+    def advance(self, quanta: int) -> None:
+        """Move the market and publish what is due (the soak drives it by wall time)."""
+        if self.market is not None:
+            self.market(quanta)
+            return
+        self.emu.step("linear", quanta=quanta)
+        self.emu.flush("linear")
 
     def emulator_config(self) -> EmulatorConfig:
         return EmulatorConfig(
@@ -216,7 +321,7 @@ class _Storm:
     def apply(self, fault: Fault) -> None:
         emu = self.emu
         kind = fault.kind
-        hold = (0.3 + 0.7 * fault.pick) * self.scale
+        hold = (0.3 + 0.7 * fault.pick) * self.t.hold
         if kind == "drop":
             for cid in self.conns():
                 emu.drop_connections(cid)
@@ -279,7 +384,7 @@ class _Storm:
         """No live link is kept further behind the venue than the heartbeat allows: a ping
         answered just in time, the next one ``ping_interval`` later, its pong late by
         ``pong_timeout`` (plus slack for a busy machine)."""
-        bound = self.ping_interval + 2 * self.pong_timeout + 0.25 * self.scale
+        bound = self.t.lag_bound
         now = self.now()
         for info in self.emu.live_connections(self.path_category()):
             delay = self.emu.output_delay(info.conn_id)
@@ -302,20 +407,17 @@ class _Storm:
 
 
 class _PublicStorm(_Storm):
-    RATE = 20.0
-    BURST = 4
-
     def emulator_config(self) -> EmulatorConfig:
         return EmulatorConfig(
             ticker_interval=0.02,
             auto_tick=False,
-            symbols={"linear": SYMBOLS},
+            symbols={"linear": self.symbols},
         )
 
     async def start(self) -> None:
         from hean.hub import ConnectionOptions, ConnectionRateLimiter, StreamHub
 
-        s = self.scale
+        t = self.t
         self.bus = EventBus()
         await self.bus.start()
         self.received: Counter[str] = Counter()
@@ -327,19 +429,21 @@ class _PublicStorm(_Storm):
         options = ConnectionOptions(
             ping_interval=self.ping_interval,
             pong_timeout=self.pong_timeout,
-            connect_timeout=0.5 * s,
-            ack_timeout=0.5 * s,
-            backoff=backoff(s),
+            connect_timeout=t.connect_timeout,
+            ack_timeout=t.ack_timeout,
+            backoff=t.backoff,
             max_message_size=MAX_MESSAGE,
-            book_resync_interval=0.05 * s,
-            book_repair_timeout=0.4 * s,
-            book_repair_max=1.0 * s,
+            book_resync_interval=t.repair_interval,
+            book_repair_timeout=t.repair_timeout,
+            book_repair_max=t.repair_max,
         )
         self.hub = StreamHub(
             self.bus,
             host=f"ws://127.0.0.1:{self.emu.port}",
             options=options,
-            limiter=ConnectionRateLimiter(rate=self.RATE, burst=self.BURST),
+            limiter=ConnectionRateLimiter(
+                rate=t.limiter_rate, burst=t.limiter_burst, window=t.limiter_window
+            ),
             rng=random.Random(self.config.seed),
         )
         self.app = self.hub.consumer("app")
@@ -347,11 +451,11 @@ class _PublicStorm(_Storm):
         self.app.on_inline(EventType.TRADE, self._count_trade)
         self.slow = self.hub.consumer("slow", maxsize=8)
         self.slow.on(EventType.TRADE, self._slow_handler)
-        await self.app.subscribe_tickers(SYMBOLS)
-        await self.app.subscribe_orderbook(SYMBOLS, DEPTH)
-        await self.app.subscribe_trades(SYMBOLS)
-        await self.slow.subscribe_trades(SYMBOLS)
-        ok = await self.until(self._all_valid, 5.0 * s)
+        await self.app.subscribe_tickers(self.symbols)
+        await self.app.subscribe_orderbook(self.book_symbols, DEPTH)
+        await self.app.subscribe_trades(self.symbols)
+        await self.slow.subscribe_trades(self.symbols)
+        ok = await self.until(self._all_valid, max(5.0, t.settle / 3))
         if not ok:
             self.checker.fail("start", "public", "books not valid after start", self.now())
 
@@ -390,22 +494,21 @@ class _PublicStorm(_Storm):
         if ws is None or ws.state is not ConnectionState.LIVE:
             return False
         return all(
-            (b := ws.orderbook(sym, DEPTH)) is not None and b.valid for sym in SYMBOLS
-        ) and all((t := ws.ticker(sym)) is not None and t.has_snapshot for sym in SYMBOLS)
+            (b := ws.orderbook(sym, DEPTH)) is not None and b.valid for sym in self.book_symbols
+        ) and all((t := ws.ticker(sym)) is not None and t.has_snapshot for sym in self.symbols)
 
     async def step(self, now: float) -> None:
-        self.emu.step("linear", quanta=self.rng.randint(1, 3))
-        self.emu.flush("linear")
+        self.advance(self.rng.randint(1, 3))
         self.checker.check_stuck(self.now())
 
     def apply_other(self, fault: Fault) -> None:
         kind = fault.kind
-        symbol = SYMBOLS[int(fault.pick * len(SYMBOLS))]
+        symbol = self.book_symbols[int(fault.pick * len(self.book_symbols))]
         book = f"orderbook.{DEPTH}.{symbol}"
         if kind in ("u_gap", "duplicate_delta", "swap_deltas", "restart_snapshot", "lose_snapshot"):
             topic: str | None = book
             if kind == "lose_snapshot":
-                if int(fault.pick * 2 * len(SYMBOLS)) % 2:
+                if int(fault.pick * 2 * len(self.book_symbols)) % 2:
                     # a ticker's snapshot is lost on a fresh connection, then the snapshot of
                     # the resubscribe its deltas cause is lost too
                     ticker = f"tickers.{symbol}"
@@ -428,17 +531,16 @@ class _PublicStorm(_Storm):
         self.emu.inject(kind, topic=topic, size=size, count=5)
 
     async def settle(self) -> None:
-        s = self.scale
-
         def settled() -> bool:
             infos = self.emu.live_connections("linear")
             return (
                 self._all_valid()
                 and len(infos) == 1
                 and self._caught_up(self._ws(), infos[0].conn_id)
+                and self._tickers_match()
             )
 
-        if not await self.until(settled, 15.0 * s):
+        if not await self.until(settled, self.t.settle):
             ws = self._ws()
             state = None if ws is None else ws.state
             invalid = [] if ws is None else [b.topic for b in ws.books.invalid()]
@@ -446,9 +548,17 @@ class _PublicStorm(_Storm):
             return
         self.final_conn = self.emu.live_connections("linear")[0].conn_id
 
+    def _tickers_match(self) -> bool:
+        ws = self._ws()
+        for sym in self.symbols:
+            ticker = ws.ticker(sym)
+            if ticker is None or ticker.fields != self.emu.ticker_truth("linear", sym):
+                return False
+        return True
+
     def _caught_up(self, ws: Any, conn_id: str) -> bool:
         self.emu.flush("linear")
-        for sym in SYMBOLS:
+        for sym in self.book_symbols:
             sent = self.emu.book_sent(conn_id, f"orderbook.{DEPTH}.{sym}")
             book = ws.orderbook(sym, DEPTH)
             if sent is None or book is None or not book.valid or book.u != sent[0]:
@@ -461,10 +571,16 @@ class _PublicStorm(_Storm):
         conn_id = getattr(self, "final_conn", None)
         if ws is None or conn_id is None:
             return
-        for sym in SYMBOLS:
+        for sym in self.book_symbols:
             book = ws.orderbook(sym, DEPTH)
             bids, asks = self.emu.book_truth("linear", sym, DEPTH)
             self.checker.check_equal(f"book {sym}", (book.bids(), book.asks()), (bids, asks), now)
+        for sym in self.symbols:  # every ticker merged from its snapshot and every delta since
+            ticker = ws.ticker(sym)
+            fields = None if ticker is None else ticker.fields
+            self.checker.check_equal(
+                f"ticker {sym}", fields, self.emu.ticker_truth("linear", sym), now
+            )
         # every data frame the venue sent on the final connection reached the bus
         self.checker.check_delivery(
             self.emu.sent_by_topic(conn_id), dict(self.received), f"conn {conn_id[:8]}", now
@@ -472,7 +588,7 @@ class _PublicStorm(_Storm):
         invalid = [b.topic for b in ws.books.invalid()]
         invalid += [t.topic for t in ws.tickers.by_topic.values() if not t.has_snapshot]
         self.checker.check_repairing(invalid, ws.repairs.repairs, now)
-        self.check_attempts("/v5/public/linear", self.RATE, self.BURST)
+        self.check_attempts("/v5/public/linear", self.t.limiter_rate, self.t.limiter_burst)
         st = ws.stats
         self.counts["reconnects"] = st.reconnects
         self.counts["book_resyncs"] = ws.book_resyncs
@@ -511,12 +627,13 @@ class _PrivateStorm(_Storm):
     category = "private"
     RATE = 1000.0
     BURST = 1000
+    account_options: dict[str, Any] = {}  # read only: the soak sets its own bounds
 
     async def start(self) -> None:
         from hean.account import Account
         from hean.exchange.bybit.rest import BybitRestClient
 
-        s = self.scale
+        t = self.t
         self.bus = EventBus()
         await self.bus.start()
         self.bus.subscribe(EventType.EXECUTION, self._on_exec, name="chaos-exec")
@@ -533,16 +650,17 @@ class _PrivateStorm(_Storm):
             private_options={
                 "ping_interval": self.ping_interval,
                 "pong_timeout": self.pong_timeout,
-                "connect_timeout": 0.5 * s,
-                "ack_timeout": 0.5 * s,
-                "auth_timeout": 0.5 * s,
-                "backoff": backoff(s),
+                "connect_timeout": t.connect_timeout,
+                "ack_timeout": t.ack_timeout,
+                "auth_timeout": t.auth_timeout,
+                "backoff": t.backoff,
                 "rng": random.Random(self.config.seed),
             },
-            subscribe_timeout=3.0 * s,
-            retry_first=0.05 * s,
-            retry_max=0.2 * s,
-            recheck_delay=0.1 * s,
+            subscribe_timeout=t.subscribe_timeout,
+            retry_first=t.retry_first,
+            retry_max=t.retry_max,
+            recheck_delay=t.recheck_delay,
+            **self.account_options,
         )
         await self.account.start()
         self._orders: set[asyncio.Task[Any]] = set()
@@ -554,11 +672,10 @@ class _PrivateStorm(_Storm):
             self.checker.on_execution(str(x.exec_id), self.now())
 
     async def step(self, now: float) -> None:
-        self.emu.step("linear", quanta=1)
-        self.emu.flush("linear")
+        self.advance(1)
         loop_now = self.now()
         if now > 0 and loop_now >= self._next_order and len(self._orders) < 4:
-            self._next_order = loop_now + 0.15 * self.scale
+            self._next_order = loop_now + self.t.order_every
             task = asyncio.get_running_loop().create_task(self._order())
             self._orders.add(task)
             task.add_done_callback(self._orders.discard)
@@ -576,7 +693,7 @@ class _PrivateStorm(_Storm):
     def apply_other(self, fault: Fault) -> None:
         if fault.kind == "private_link_lost":
             self.emu.private_link_down(DEFAULT_API_KEY)
-            self._later((0.3 + 0.7 * fault.pick) * self.scale, self._link_up)
+            self._later((0.3 + 0.7 * fault.pick) * self.t.hold, self._link_up)
 
     def _link_up(self) -> None:
         self.emu.private_link_up(DEFAULT_API_KEY)
@@ -588,9 +705,9 @@ class _PrivateStorm(_Storm):
 
     async def settle(self) -> None:
         if self._orders:
-            await asyncio.wait(set(self._orders), timeout=5.0 * self.scale)
+            await asyncio.wait(set(self._orders), timeout=self.t.settle / 3)
         ok = await self.until(
-            lambda: self.account.in_sync and not self.differences(), 10.0 * self.scale
+            lambda: self.account.in_sync and not self.differences(), self.t.settle * 2 / 3
         )
         if not ok:
             self.checker.fail(
@@ -650,7 +767,7 @@ class _TradeStorm(_Storm):
     async def start(self) -> None:
         from hean.exchange.bybit.ws_trade import BybitTradeWebSocket
 
-        s = self.scale
+        t = self.t
         self.trade = BybitTradeWebSocket(
             None,
             api_key=DEFAULT_API_KEY,
@@ -658,23 +775,22 @@ class _TradeStorm(_Storm):
             url=self.emu.url("trade"),
             ping_interval=self.ping_interval,
             pong_timeout=self.pong_timeout,
-            connect_timeout=0.5 * s,
-            auth_timeout=0.5 * s,
-            request_timeout=1.0 * s,
-            backoff=backoff(s),
+            connect_timeout=t.connect_timeout,
+            auth_timeout=t.auth_timeout,
+            request_timeout=t.request_timeout,
+            backoff=t.backoff,
             rng=random.Random(self.config.seed),
         )
-        await self.trade.connect(timeout=5.0 * s)
+        await self.trade.connect(timeout=max(5.0, t.settle / 3))
         self._requests: set[asyncio.Task[Any]] = set()
         self._next = 0.0
         self.outcomes: Counter[str] = Counter()
 
     async def step(self, now: float) -> None:
-        self.emu.step("linear", quanta=1)
-        self.emu.flush("linear")
+        self.advance(1)
         loop_now = self.now()
         if now > 0 and loop_now >= self._next and len(self._requests) < 8:
-            self._next = loop_now + 0.03 * self.scale
+            self._next = loop_now + self.t.request_every
             task = asyncio.get_running_loop().create_task(self._request())
             self._requests.add(task)
             task.add_done_callback(self._requests.discard)
@@ -708,7 +824,7 @@ class _TradeStorm(_Storm):
                 self.emu.inject_trade_error(10006, count=3, conn_id=cid)
         elif fault.kind == "slow_ack":
             for cid in cids:
-                self.emu.set_faults(cid, ack_delay=(0.2 + 1.5 * fault.pick) * self.scale)
+                self.emu.set_faults(cid, ack_delay=(0.2 + 1.5 * fault.pick) * self.t.hold)
 
     def clear_faults(self) -> None:
         super().clear_faults()
@@ -720,7 +836,7 @@ class _TradeStorm(_Storm):
     async def settle(self) -> None:
         if self._requests:
             # every request ends: an answer or a typed error, within its timeout
-            _, pending = await asyncio.wait(set(self._requests), timeout=3.0 * self.scale)
+            _, pending = await asyncio.wait(set(self._requests), timeout=self.t.settle / 5)
             self.checker.check_pending("trade tasks", len(pending), self.now())
 
     def final_checks(self) -> None:

@@ -1,5 +1,5 @@
 """The ``hean`` command: ``hean monitor``, ``hean serve``, ``hean account``, ``hean sim`` and
-``hean gateway``, ``hean record`` and ``hean replay``.
+``hean gateway``, ``hean record`` and ``hean replay``, ``hean chaos``.
 
 Every command runs on uvloop when it is installed (the ``fast`` extra), else on asyncio's loop,
 and says which: a start-up log line, and the reports and start-up lines of monitor, serve and
@@ -456,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_account_arguments(sim)
     _add_record_parsers(sub)
+    from hean.cli.chaos import add_chaos_parser
+
+    add_chaos_parser(sub)
     gw = sub.add_parser(
         "gateway",
         help="own the exchange connections and publish every event to Redis Streams",
@@ -720,6 +723,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hean.cli.record import run_command
 
         return _run(lambda stop: run_command(args, parser, stop))
+    if args.command == "chaos":
+        from hean.cli.chaos import run_command as run_chaos
+
+        return _run(lambda stop: run_chaos(args, parser, stop))
     parser.error(f"unknown command {args.command!r}")
 
 
