@@ -2,7 +2,9 @@
 
 Every fault the emulator can inject, per stream kind. Connection faults apply to every kind;
 wire faults (order-book sequence faults, junk frames, bursts) to the public streams; a lost
-private link to the private stream; injected trade errors and slow acks to the trade stream.
+private link and failing REST (rate limits, server errors, HTTP 5xx/429, slow answers while the
+account reconciles) to the private stream; injected trade errors and slow acks to the trade
+stream.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ WIRE_FAULTS: tuple[str, ...] = (
 )
 FAULTS: dict[str, tuple[str, ...]] = {
     "public": CONNECTION_FAULTS + WIRE_FAULTS,
-    "private": (*CONNECTION_FAULTS, "private_link_lost"),
+    "private": (*CONNECTION_FAULTS, "private_link_lost", "rest_failure"),
     "trade": (*CONNECTION_FAULTS, "trade_error", "slow_ack"),
 }
 KINDS: tuple[str, ...] = tuple(FAULTS)

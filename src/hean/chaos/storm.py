@@ -622,6 +622,15 @@ class _PublicStorm(_Storm):
 
 # -- private: the account while orders fill ----------------------------------------------------
 
+_RECONCILE_PATHS: tuple[str | None, ...] = (
+    None,
+    "/v5/execution/list",
+    "/v5/order/realtime",
+    "/v5/position/list",
+    "/v5/account/wallet-balance",
+)
+"""Where a ``rest_failure`` strikes (``None``: whichever request comes next)."""
+
 
 class _PrivateStorm(_Storm):
     category = "private"
@@ -694,12 +703,35 @@ class _PrivateStorm(_Storm):
         if fault.kind == "private_link_lost":
             self.emu.private_link_down(DEFAULT_API_KEY)
             self._later((0.3 + 0.7 * fault.pick) * self.t.hold, self._link_up)
+        elif fault.kind == "rest_failure":
+            self._rest_failure(fault.pick)
+
+    def _rest_failure(self, pick: float) -> None:
+        """REST fails (a rate limit, a server error, an HTTP 5xx or 429, a slow answer) on one
+        of the paths the account reconciles with, or any, for the next 1-3 requests; the
+        private link drops at the same time, so a reconciliation runs into it."""
+        emu = self.emu
+        path = _RECONCILE_PATHS[int(pick * len(_RECONCILE_PATHS))]
+        count = 1 + int(pick * 97) % 3
+        variant = int(pick * 1009) % 4
+        if variant == 0:
+            emu.inject_rest_error((10006, 10016, 10000)[count - 1], count, path=path)
+        elif variant == 1:
+            emu.inject_rest_http((500, 502, 503, 504, 429)[int(pick * 31) % 5], count, path=path)
+        elif variant == 2:
+            emu.inject_rest_delay((0.3 + 0.7 * pick) * self.t.hold, count, path=path)
+        else:
+            emu.inject_rest_error(10006, count, path=path, reset_header=False)
+        self.counts[f"rest_failure:{('code', 'http', 'delay', 'code-no-reset')[variant]}"] += 1
+        for cid in self.conns():
+            emu.drop_connections(cid)
 
     def _link_up(self) -> None:
         self.emu.private_link_up(DEFAULT_API_KEY)
 
     def clear_faults(self) -> None:
         super().clear_faults()
+        self.emu.clear_rest_failures()
         if self.emu.private_link_is_down(DEFAULT_API_KEY):
             self.emu.private_link_up(DEFAULT_API_KEY)
 
@@ -739,6 +771,9 @@ class _PrivateStorm(_Storm):
     def final_checks(self) -> None:
         truth = [str(x["execId"]) for x in self.emu.account(DEFAULT_API_KEY).executions]
         self.counts["executions_venue"] = len(truth)
+        st = self.account.state.stats
+        self.counts["reconcile_runs"] = st.runs
+        self.counts["reconcile_runs_failed"] = st.runs_failed
         self.checker.check_executions(truth, self.now())
         self.check_attempts("/v5/private", self.RATE, self.BURST)
 
