@@ -142,3 +142,15 @@ def test_account_events_are_handled_once_per_process() -> None:
     for i in range(3, 8):
         d.handled(f"1-{i}", "position", [])
     assert not d.seen_entry("1-1")
+
+
+def test_receive_wall_time_has_the_clocks_precision() -> None:
+    """As for the exchange clients (issue 13): an offset taken from ``wall_ms()`` (rounded down
+    to the ms) made every remote receive time up to 1 ms early."""
+    from hean.core.clock import ManualClock
+    from hean.remote import RemoteHub
+
+    clock = ManualClock(start=1000.0009)  # the wall time is ...000.9 ms: wall_ms() says ...000
+    hub = RemoteHub("redis://127.0.0.1:1/0", clock=clock)  # never started: no connection
+    clock.advance(0.0003)  # ...001.2 ms
+    assert hub._wall(clock.monotonic()) == clock.epoch_ms + 1_000_001  # was ...000

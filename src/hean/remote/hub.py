@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, cast
 import msgspec
 
 from hean.core.bus import EventBus
-from hean.core.clock import Clock, SystemClock
+from hean.core.clock import Clock, SystemClock, wall_offset
 from hean.core.events import (
     ConnectionStateEvent,
     EventType,
@@ -313,7 +313,7 @@ class RemoteHub:
         self._ctl_cursor: str | None = None
         self._resync: dict[str, str] = {}
         self._recycle_reason: str | None = None
-        self._wall_offset = self.clock.wall_ms() / 1000.0 - self.clock.monotonic()
+        self._wall_offset = wall_offset(self.clock)
         self._xread = resp.XRead(count, block_ms)
         self._unjoined = False
         """Some stream has no cursor yet (joins before the next read)."""
