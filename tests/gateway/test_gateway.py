@@ -41,6 +41,32 @@ def test_redis_urls_parse_and_never_show_the_password() -> None:
         assert "s3cr3t" not in str(exc.value)
 
 
+def test_unix_socket_urls_parse_and_never_show_the_password() -> None:
+    t = RedisTarget.parse("unix://app:s3cr3t-pw@/run/redis/redis%20a.sock?db=4")
+    assert (t.path, t.db, t.username, t.tls) == ("/run/redis/redis a.sock", 4, "app", False)
+    assert t.password is not None and t.password.reveal() == "s3cr3t-pw"
+    for text in (str(t), repr(t)):
+        assert "s3cr3t" not in text
+    assert str(t) == "unix://app:***@/run/redis/redis a.sock?db=4"
+    plain = RedisTarget.parse("unix:///tmp/r.sock")
+    assert (plain.path, plain.db, plain.password, str(plain)) == (
+        "/tmp/r.sock", 0, None, "unix:///tmp/r.sock"
+    )  # fmt: skip
+    assert RedisTarget.parse("redis://h:1/0").path is None
+    for bad in (
+        "unix://host/tmp/r.sock",  # a host is not a path
+        "unix://",
+        "unix:///",
+        "unix://:s3cr3t@relative.sock",
+        "unix:///tmp/r.sock?db=x",
+        "unix:///tmp/r.sock?ssl=1",
+        "unix:///tmp/r.sock#f",
+    ):
+        with pytest.raises(ValueError) as exc:
+            RedisTarget.parse(bad)
+        assert "s3cr3t" not in str(exc.value)
+
+
 def test_a_maxlen_that_could_trim_the_latest_snapshot_is_refused() -> None:
     with pytest.raises(ValueError, match="twice snapshot_every"):
         Gateway.__new__(Gateway).__init__(  # type: ignore[misc]

@@ -122,6 +122,43 @@ async def test_password_database_and_a_lost_server() -> None:
         server.stop()
 
 
+@needs_redis
+async def test_a_unix_socket_with_password_and_database(tmp_path: Path) -> None:
+    sock = str(tmp_path / "redis.sock")
+    server = RedisServer(None, "--unixsocket", sock, "--unixsocketperm", "700")
+    server.start()
+    try:
+        setup = await resp.RespConnection.open(RedisTarget.parse(f"unix://{sock}"))
+        await setup.call("CONFIG", "SET", "requirepass", "pw-s3cret")
+        await setup.aclose()
+        conn = await resp.RespConnection.open(RedisTarget.parse(f"unix://:pw-s3cret@{sock}?db=5"))
+        await conn.call("SET", "x", "1")
+        info = await conn.call("CLIENT", "INFO")
+        assert b" db=5 " in info and b"laddr=" + sock.encode() in info  # over the socket
+        assert (await conn.call("DBSIZE")) == 1
+        await conn.aclose()
+        with pytest.raises(resp.RespError) as exc:
+            await resp.RespConnection.open(RedisTarget.parse(f"unix://:nope-s3cret@{sock}"))
+        assert "s3cret" not in str(exc.value)
+    finally:
+        server.kill()
+        server.stop()
+    with pytest.raises(OSError):  # nothing listens there any more
+        await resp.RespConnection.open(RedisTarget.parse(f"unix://{sock}"))
+
+
+@needs_redis
+async def test_tcp_connections_have_nagle_off(redis_url: str) -> None:
+    import socket
+
+    conn = await resp.RespConnection.open(RedisTarget.parse(redis_url))
+    try:
+        sock = conn._writer.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        await conn.aclose()
+
+
 def test_an_xread_repeated_with_new_ids_and_keys_is_packed_right() -> None:
     x = resp.XRead(count=1000, block_ms=50)
     first = x.pack(["a", "b"], ["0-0", "5-1"])

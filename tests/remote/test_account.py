@@ -329,3 +329,43 @@ async def test_a_real_account_reaches_a_remote_service_exactly_once(
         await account.stop()
         await gw.close()
         await hub.close()
+
+
+async def test_account_events_and_the_mirror_over_a_unix_socket(tmp_path: Path) -> None:
+    from tests.redis_server import RedisServer
+
+    sock = str(tmp_path / "redis.sock")
+    server = RedisServer(None, "--unixsocket", sock, "--unixsocketperm", "700")
+    server.start()
+    url = f"unix://{sock}?db=1"
+    hub, gw, bus, acct = await setup(url)
+    mirror = AccountMirror(url, block_ms=20)
+    got: list[str] = []
+    events = AccountEvents(url, service="risk", consumer="a", block_ms=20)
+    events.on(EventType.EXECUTION, lambda e: got.extend(x.exec_id for x in e.executions))
+    try:
+        await events.start()
+        o1 = Order(order_id="o1", symbol="BTCUSDT", order_status="New", updated_time="1")
+        acct.orders["o1"] = o1
+        bus.publish(EventType.ORDER_UPDATE, OrderUpdateEvent("p", "order", [o1], "m", 1, 0.0, 1))
+        await mirror.start()
+        await until(lambda: "o1" in mirror.orders)
+        execution(bus, "e1", "e2")
+        await until(lambda: got == ["e1", "e2"])
+        r = aioredis.Redis(unix_socket_path=sock, db=1)
+        try:
+            assert await r.xlen("hean:acct:account") >= 2
+            deadline = time.monotonic() + 5
+            while (await r.xpending("hean:acct:account", "risk"))["pending"]:  # acknowledged
+                assert time.monotonic() < deadline, "entries left unacknowledged"
+                await asyncio.sleep(0.01)
+        finally:
+            await r.aclose()
+    finally:
+        await events.close()
+        await mirror.close()
+        await gw.close()
+        await hub.close()
+        await bus.stop()
+        server.kill()
+        server.stop()

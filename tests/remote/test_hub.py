@@ -409,3 +409,52 @@ async def test_a_redis_that_stops_answering_is_left_and_joined_again() -> None:
         await remote.close()
         server.kill()
         server.stop()
+
+
+@pytest.mark.emulator(auto_tick=False)
+async def test_gateway_and_remote_hub_over_a_unix_socket(emulator: Emulator, tmp_path: Any) -> None:
+    sock = str(tmp_path / "redis.sock")
+    server = RedisServer(None, "--unixsocket", sock, "--unixsocketperm", "700")
+    server.start()
+    url = f"unix://{sock}?db=2"
+    hub, gw = make_gateway(emulator, url, snapshot_every=10)
+    remote = make_remote(url)
+    try:
+        await gw.start()
+        await gw.subscribe_tickers(["BTCUSDT"])
+        await gw.subscribe_orderbook(["BTCUSDT"], 50)
+        await until(lambda: hub.orderbook("BTCUSDT", 50) is not None and gw.out.written > 1)
+        c = remote.consumer("strategy")
+        ticks: list[Any] = []
+        c.on_inline(EventType.TICK, ticks.append)
+        assert await c.subscribe_tickers(["BTCUSDT"], wait=2) == {"tickers.BTCUSDT": "confirmed"}
+        await c.subscribe_orderbook(["BTCUSDT"], 50, wait=2)
+        await settle(emulator, 30)
+        await until(lambda: gw.out.depth == 0)
+        await until(
+            lambda: (
+                _book_is_truth(remote, emulator)
+                and (t := remote.ticker("BTCUSDT")) is not None
+                and t.fields == emulator.ticker_truth("linear", "BTCUSDT")
+            )
+        )
+        assert len(ticks) > 1 and remote.stats().gaps == 0
+        assert str(remote.target) == url and remote.stats().redis == url
+        # the data went through the socket, in database 2 (nothing over TCP, nothing in db 0)
+        import redis.asyncio as aioredis
+
+        r = aioredis.Redis.from_url(server.url)
+        try:
+            assert await r.dbsize() == 0
+            await r.execute_command("SELECT", 2)
+            assert await r.exists("hean:md:linear:tickers.BTCUSDT") == 1
+            clients = await r.client_list()
+            assert sum(1 for c in clients if c["laddr"].startswith(sock)) >= 2
+        finally:
+            await r.aclose()
+    finally:
+        await remote.close()
+        await gw.close()
+        await hub.close()
+        server.kill()
+        server.stop()

@@ -12,15 +12,16 @@ entry in the gateway (docs/benchmarks.md). Here:
   (:meth:`RespConnection.read`), with no per-reply coroutine;
 * errors stay values (:class:`RespError` instances): one refused entry does not fail the batch.
 
-:class:`RespConnection` is the thin asyncio shell: TCP or TLS (verified, as
-:meth:`RedisTarget.client`), ``AUTH`` / ``SELECT`` / ``CLIENT SETNAME``, write, read ``n``
-replies within a timeout. The password goes to Redis only, in ``AUTH``; no exception or log here
-carries a command's arguments. ``hiredis`` is imported on the first connection.
+:class:`RespConnection` is the thin asyncio shell: TCP (``TCP_NODELAY``), TLS (verified, as
+:meth:`RedisTarget.client`) or a Unix socket; ``AUTH`` / ``SELECT`` / ``CLIENT SETNAME``, write,
+read ``n`` replies within a timeout. The password goes to Redis only, in ``AUTH``; no exception
+or log here carries a command's arguments. ``hiredis`` is imported on the first connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +32,10 @@ __all__ = [
     "RespConnection",
     "RespError",
     "XRead",
+    "bulk",
     "id_prefix",
     "is_error",
+    "nodelay",
     "pack",
     "xadd",
     "xadd_head",
@@ -92,38 +95,42 @@ def xadd(head: bytes, entry_id: bytes, payload: bytes) -> bytes:
     )
 
 
-def _bulk(a: str) -> bytes:
-    b = a.encode()
+def bulk(a: bytes | str) -> bytes:
+    """One RESP bulk string (an argument of a packed command)."""
+    b = a.encode() if isinstance(a, str) else a
     return b"$%d\r\n%s\r\n" % (len(b), b)
 
 
 class XRead:
-    """``XREAD COUNT n BLOCK ms STREAMS key... id...`` with the keys' part packed once per set of
-    keys (a reader repeats it with new ids on every wake-up)."""
+    """``XREAD COUNT n BLOCK ms STREAMS key... id...``: the fixed part packed once; a reader
+    keeps each key and cursor packed (:func:`bulk`) and repacks only the cursors that moved, so
+    a wake-up costs one join of bytes, whatever the number of streams."""
 
-    __slots__ = ("_fixed", "_ids", "_keys", "_packed_keys")
+    __slots__ = ("_fixed",)
 
     def __init__(self, count: int, block_ms: int) -> None:
         self._fixed = pack("XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS").partition(
             b"\r\n"
         )[2]
-        self._keys: list[str] = []
-        self._packed_keys = b""
-        self._ids: dict[str, bytes] = {}
+
+    def packed(self, keys: list[bytes], ids: list[bytes]) -> bytes:
+        """The command from packed ``keys`` and their packed ``ids`` (same order)."""
+        return self.packed_joined(len(keys), b"".join(keys), b"".join(ids))
+
+    def packed_joined(self, n: int, keys: bytes, ids: bytes) -> bytes:
+        """The command from ``n`` packed keys and their ``n`` packed ids, each joined."""
+        return b"*%d\r\n%s%s%s" % (6 + 2 * n, self._fixed, keys, ids)
 
     def pack(self, keys: list[str], ids: list[str]) -> bytes:
-        if keys != self._keys:
-            self._keys = list(keys)
-            self._packed_keys = b"".join(map(_bulk, keys))
-        cache = self._ids
-        packed = [cache.get(i) or _bulk(i) for i in ids]  # most streams' ids did not move
-        self._ids = dict(zip(ids, packed, strict=True))
-        return b"*%d\r\n%s%s%s" % (
-            6 + 2 * len(keys),
-            self._fixed,
-            self._packed_keys,
-            b"".join(packed),
-        )
+        return self.packed([bulk(k) for k in keys], [bulk(i) for i in ids])
+
+
+def nodelay(writer: asyncio.StreamWriter) -> None:
+    """Nagle off on a TCP connection (asyncio and uvloop do so already; made sure of here, as a
+    small command written while a reply is unacknowledged would otherwise wait for it)."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def is_error(reply: Any) -> bool:
@@ -166,13 +173,17 @@ class RespConnection:
         if target.tls:
             ctx = ssl.create_default_context(cafile=target.ca_file)
         async with asyncio.timeout(connect_timeout):
-            reader, writer = await asyncio.open_connection(
-                target.host,
-                target.port,
-                ssl=ctx,
-                server_hostname=target.host if ctx is not None else None,
-                limit=1 << 20,
-            )
+            if target.path is not None:
+                reader, writer = await asyncio.open_unix_connection(target.path, limit=1 << 20)
+            else:
+                reader, writer = await asyncio.open_connection(
+                    target.host,
+                    target.port,
+                    ssl=ctx,
+                    server_hostname=target.host if ctx is not None else None,
+                    limit=1 << 20,
+                )
+                nodelay(writer)
             conn = cls(reader, writer, timeout=timeout)
             try:
                 if target.password is not None:

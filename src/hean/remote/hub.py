@@ -221,8 +221,6 @@ class _Stream:
     topic: str
     tracker: StreamTracker
     snap_key: str | None
-    cursor: str | None = None
-    """Read after this id; ``None`` until joined."""
     last_rt: float = 0.0
     symbol: str = ""
     interval: str = ""
@@ -235,6 +233,37 @@ class _Stream:
     reason: str = ""
     retry_at: float = 0.0
     """Not before this (monotonic) time is a rejected or unannounced topic checked again."""
+    pkey: bytes = b""
+    """The key as packed into the ``XREAD`` command."""
+    pcursor: bytes = b""
+    """The cursor as packed into the ``XREAD`` command (``b""`` until joined)."""
+    slot: int = 0
+    """Where ``pcursor`` sits in the reader's list of packed cursors."""
+    _cursor: bytes | None = None
+
+    def __post_init__(self) -> None:
+        self.pkey = resp.bulk(self.key)
+
+    @property
+    def cursor(self) -> str | None:
+        """Read after this id; ``None`` until joined."""
+        return None if self._cursor is None else self._cursor.decode()
+
+    @cursor.setter
+    def cursor(self, value: str | None) -> None:
+        """A cursor set outside the reader's hot path (a join, a rewind, a rejection):
+        the reader repacks its command."""
+        _READ_SET[0] += 1
+        self.read_after(None if value is None else value.encode())
+
+    def read_after(self, entry_id: bytes | None) -> None:
+        self._cursor = entry_id
+        self.pcursor = b"" if entry_id is None else resp.bulk(entry_id)
+
+
+_READ_SET = [0]
+"""Bumped whenever a stream's cursor is set outside the reader's hot path or the set of streams
+changes: the readers then rebuild their packed ``XREAD`` parts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +340,7 @@ class RemoteHub:
         self._redis_error = ""
         self._gateway_seen: float | None = None
         self._ctl_cursor: str | None = None
+        self._ctl_packed = b""
         self._resync: dict[str, str] = {}
         self._recycle_reason: str | None = None
         self._wall_offset = wall_offset(self.clock)
@@ -318,6 +348,14 @@ class RemoteHub:
         self._unjoined = False
         """Some stream has no cursor yet (joins before the next read)."""
         self._ctl_key = self.layout.ctl.encode()
+        self._ctl_pkey = resp.bulk(self._ctl_key)
+        self._by_key: dict[bytes, _Stream] = {}
+        """The streams by key as Redis names them in replies."""
+        self._read_set = -1
+        self._read_keys = b""
+        self._read_ids: list[bytes] = []
+        """The packed cursors of the XREAD command, in key order (``_Stream.slot``); the reader
+        updates the ones that moved, so a wake-up's command costs one join."""
         self.entries = 0
         self.decode_errors = 0
         self.last_rt: float = 0.0
@@ -403,7 +441,10 @@ class RemoteHub:
         for topic in gone:
             ep.dispatcher.set_holders(topic, ())
             ep.link.session.subscriptions.topics.pop(topic, None)
-            self._streams.pop(self.layout.md(ep.category, topic), None)
+            gone_stream = self._streams.pop(self.layout.md(ep.category, topic), None)
+            if gone_stream is not None:
+                self._by_key.pop(gone_stream.key.encode(), None)
+                _READ_SET[0] += 1
             if topic.startswith("orderbook."):
                 ep.books.remove(topic)
             elif topic.startswith("tickers."):
@@ -452,6 +493,8 @@ class RemoteHub:
         if kind == "kline":
             s.interval = parts[1]
         self._streams[key] = s
+        self._by_key[key.encode()] = s
+        _READ_SET[0] += 1
         self._unjoined = True
         ep.link.session.subscriptions.topics[topic] = TopicStatus.PENDING
         self._reroute(ep, topic)
@@ -656,13 +699,21 @@ class RemoteHub:
             del self._resync[key]
             if rs is not None:
                 await self._rebuild(rs, reason)
-        keys = [self.layout.ctl]
-        ids = [self._ctl_cursor]
-        for s in self._streams.values():
-            if s.cursor is not None:
-                keys.append(s.key)
-                ids.append(s.cursor)
-        conn.send(self._xread.pack(keys, ids))
+        if not self._ctl_packed:
+            self._ctl_packed = resp.bulk(self._ctl_cursor)
+        ids = self._read_ids
+        if self._read_set != _READ_SET[0]:  # joins, rewinds, streams added or dropped
+            self._read_set = _READ_SET[0]
+            keys = [self._ctl_pkey]
+            ids = self._read_ids = [b""]
+            for s in self._streams.values():
+                if s.pcursor:  # joined
+                    s.slot = len(ids)
+                    keys.append(s.pkey)
+                    ids.append(s.pcursor)
+            self._read_keys = b"".join(keys)
+        ids[0] = self._ctl_packed
+        conn.send(self._xread.packed_joined(len(ids), self._read_keys, b"".join(ids)))
         (reply,) = await conn.read(1, timer=False)  # the watchdog ends a read that hangs
         if not reply:
             return
@@ -671,20 +722,23 @@ class RemoteHub:
         now = self.clock.monotonic()
         wall = int((now + self._wall_offset) * 1000.0)
         ctl = self._ctl_key
+        by_key = self._by_key
+        entry = self._entry
         for key, entries in reply:
             if key == ctl:
                 for entry_id, fields in entries:
                     self._ctl_cursor = entry_id.decode()
+                    self._ctl_packed = resp.bulk(entry_id)
                     self._on_ctl(_payload(fields), now)
                 continue
-            st = self._streams.get(key.decode())
-            if st is None or st.cursor is None:
+            st = by_key.get(key)
+            if st is None or not st.pcursor:
                 continue
-            entry = self._entry
             for entry_id, fields in entries:
                 entry(st, entry_id, fields, now, wall)
-            if st.cursor is not None:
-                st.cursor = entries[-1][0].decode()
+            if st.pcursor:  # not rejected or recycled meanwhile
+                st.read_after(entries[-1][0])
+                self._read_ids[st.slot] = st.pcursor
 
     async def _announced(self, s: _Stream) -> tuple[str, str]:
         """What the gateway says of ``s``'s topic (its ``topics`` hash): ``confirmed``,
