@@ -23,6 +23,8 @@ from tests.redis_server import needs_redis
     [
         (["--redis", "http://x"], "redis://"),
         (["--redis", "redis://u:hunter2pw@h:notaport/0"], "Redis URL"),
+        (["--redis", "unix://:hunter2pw@host/tmp/r.sock"], "socket path"),
+        (["--redis", "unix://:hunter2pw@/tmp/r.sock?db=x"], "?db=N"),
         (["--prefix", "a b"], "prefix"),
         (["--snapshot-every", "0"], "snapshot-every"),
         (["--maxlen", "10", "--snapshot-every", "10"], "twice"),

@@ -58,8 +58,9 @@ def add_arguments(p: argparse.ArgumentParser, parse: dict[str, Any]) -> None:
         "--redis",
         default="redis://127.0.0.1:6379/0",
         metavar="URL",
-        help="redis://[user:password@]host:port/db, rediss:// for TLS (default "
-        "redis://127.0.0.1:6379/0); the password may come from HEAN_REDIS_PASSWORD instead",
+        help="redis://[user:password@]host:port/db, rediss:// for TLS, unix:///path/redis.sock"
+        "[?db=N] for a Unix socket on this host (default redis://127.0.0.1:6379/0); the "
+        "password may come from HEAN_REDIS_PASSWORD instead",
     )
     p.add_argument("--redis-ca", default=None, metavar="FILE", help="CA bundle for rediss://")
     p.add_argument("--prefix", default="hean", help="key prefix (default hean)")
