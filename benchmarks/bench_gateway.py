@@ -25,7 +25,10 @@ up, as docs/gateway.md advises for latency-sensitive processes: a full collectio
 that imported HEAN (~70 ms on this VM) otherwise stalls every consumer once in a few seconds.
 
 Usage: ``.venv/bin/python benchmarks/bench_gateway.py [--seconds 3] [--quick] [--repeats 3]
-[--loop uvloop|asyncio] [--no-gc-freeze]``
+[--loop uvloop|asyncio] [--no-gc-freeze] [--unix] [--stages] [--consumers 1,4] [--latency-only]``
+(``--unix``: every process talks to Redis over a Unix socket; ``--stages``: each latency row
+also says where the time went: the gateway's queue, its write to the consumer's read, and the
+consumer's processing.)
 """
 
 from __future__ import annotations
@@ -63,12 +66,14 @@ def free_port() -> int:
 
 
 def start_redis() -> tuple[subprocess.Popen[bytes], int, str]:
+    """A redis-server on a free port and on the Unix socket ``{dir}/redis.sock``."""
     port = free_port()
     d = tempfile.mkdtemp(prefix="bench-redis-")
     exe = shutil.which("redis-server") or "/usr/bin/redis-server"
     p = subprocess.Popen(
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", d, "--loglevel", "warning"],
+         "--dir", d, "--loglevel", "warning", "--unixsocket", os.path.join(d, "redis.sock"),
+         "--unixsocketperm", "700"],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     for _ in range(200):
@@ -97,9 +102,16 @@ async def main():
     hub = RemoteHub(sys.argv[1], prefix="bench", block_ms=50)
     c = hub.consumer("bench")
     lat = []
+    stages = []
     mono = time.monotonic
-    def on_tick(ev):
-        lat.append(mono() - hub.last_rt)
+    if sys.argv[7] == "1":
+        def on_tick(ev):
+            t = mono()
+            lat.append(t - hub.last_rt)
+            stages.append((hub.last_rt, ev.recv_time, t))
+    else:
+        def on_tick(ev):
+            lat.append(mono() - hub.last_rt)
     c.on_inline(EventType.TICK, on_tick)
     await c.subscribe_tickers(sys.argv[2].split(","), wait=5)
     if sys.argv[6] == "1":
@@ -109,7 +121,8 @@ async def main():
     n0, c0 = len(lat), time.process_time()
     await asyncio.sleep(float(sys.argv[3]))
     cpu = time.process_time() - c0
-    print(json.dumps({"lat": lat[n0:], "cpu_us": cpu / max(1, len(lat) - n0) * 1e6}), flush=True)
+    print(json.dumps({"lat": lat[n0:], "cpu_us": cpu / max(1, len(lat) - n0) * 1e6,
+                      "stages": stages[n0:]}), flush=True)
     await hub.close()
 loop.run(main(), prefer_uvloop=sys.argv[5] == "uvloop")
 """
@@ -134,12 +147,53 @@ def delta(symbol: str, rng: random.Random) -> dict[str, Any]:
     return d
 
 
+def stage_breakdown(sent_at: dict[float, float], rows: list[list[float]]) -> dict[str, float]:
+    """Where the latency goes, per entry: gateway receipt -> its batch written (queue), written ->
+    read by the consumer (Redis, the consumer's wake-up and receive), read -> callback (decode,
+    sequence check, merge, dispatch); and the mean of each over the slowest 1%."""
+    parts: list[tuple[float, float, float, float]] = []
+    for rt, read_at, cb in rows:
+        w = sent_at.get(rt)
+        if w is not None:
+            parts.append((cb - rt, w - rt, read_at - w, cb - read_at))
+    if not parts:
+        return {}
+    parts.sort()
+    top = parts[int(0.99 * len(parts)) :]
+    out: dict[str, float] = {}
+    for i, name in ((1, "queue"), (2, "write_to_read"), (3, "read_to_callback")):
+        xs = [p[i] for p in parts]
+        out[f"{name}_p50_ms"] = pct(xs, 0.5) * 1e3
+        out[f"{name}_p99_ms"] = pct(xs, 0.99) * 1e3
+        out[f"{name}_slowest1pct_mean_ms"] = sum(p[i] for p in top) / len(top) * 1e3
+    return out
+
+
 async def latency_run(
-    url: str, rate: int, n_consumers: int, seconds: float, loop_name: str, freeze: bool
+    url: str,
+    rate: int,
+    n_consumers: int,
+    seconds: float,
+    loop_name: str,
+    freeze: bool,
+    stages: bool = False,
 ) -> dict[str, Any]:
     symbols = [f"SYM{i}USDT" for i in range(20)]
     hub = StreamHub(host="ws://127.0.0.1:1")
     gw = Gateway(hub, url, prefix="bench", heartbeat=0.2)
+    sent_at: dict[float, float] = {}
+    write_rtt: list[float] = []
+    if stages:  # when each entry's batch went to Redis (receipt time -> write time)
+        write = gw._write
+
+        async def timed_write(batch: Any) -> None:
+            t = time.monotonic()
+            for p in batch:
+                sent_at[p.at] = t
+            await write(batch)
+            write_rtt.append(time.monotonic() - t)
+
+        gw._write = timed_write  # type: ignore[method-assign]
     await gw.start()
     while gw.link != "up":
         await asyncio.sleep(0.01)
@@ -168,6 +222,7 @@ async def latency_run(
             os.path.join(ROOT, "src"),
             loop_name,
             "1" if freeze else "0",
+            "1" if stages else "0",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=2**28,
@@ -200,6 +255,7 @@ async def latency_run(
         await asyncio.sleep(0.0005)
     lat: list[float] = []
     cpu: list[float] = []
+    rows: list[list[float]] = []
     for p in procs:
         assert p.stdout is not None
         line = await p.stdout.readline()
@@ -207,6 +263,7 @@ async def latency_run(
             doc = json.loads(line)
             lat.extend(doc["lat"])
             cpu.append(doc["cpu_us"])
+            rows.extend(doc["stages"])
         await p.wait()
     await gw.close()
     await hub.close()
@@ -217,7 +274,9 @@ async def latency_run(
         "inproc_p50_ms": pct(local, 0.5) * 1e3, "inproc_p99_ms": pct(local, 0.99) * 1e3,
         "inproc_p999_ms": pct(local, 0.999) * 1e3,
         "consumer_cpu_us_per_entry": sorted(cpu)[len(cpu) // 2] if cpu else float("nan"),
-        "loadavg_1m": load0,
+        "loadavg_1m": load0, "redis": "unix" if url.startswith("unix:") else "tcp",
+        **stage_breakdown(sent_at, rows),
+        **({"write_rtt_p99_ms": pct(write_rtt, 0.99) * 1e3} if write_rtt else {}),
     }  # fmt: skip
 
 
@@ -335,18 +394,25 @@ def median(xs: list[float]) -> float:
 
 async def main(args: argparse.Namespace, loop_name: str) -> None:
     proc, port, d = start_redis()
-    url = f"redis://127.0.0.1:{port}/0"
+    url = f"unix://{d}/redis.sock" if args.unix else f"redis://127.0.0.1:{port}/0"
     print(json.dumps({"loop": loop_name, "gc_freeze": args.gc_freeze,
                       "loadavg": os.getloadavg()}), flush=True)  # fmt: skip
     try:
         out: dict[str, Any] = {"latency": [], "cpu": [], "memory": None}
         rates = [2000] if args.quick else [2000, 20000]
         consumers = [4] if args.quick else [1, 4, 16]
+        if args.consumers:
+            consumers = [int(x) for x in args.consumers.split(",")]
         for rate in rates:
             for n in consumers:
-                res = await latency_run(url, rate, n, args.seconds, loop_name, args.gc_freeze)
+                res = await latency_run(
+                    url, rate, n, args.seconds, loop_name, args.gc_freeze, args.stages
+                )
                 out["latency"].append(res)
                 print(json.dumps(res), flush=True)
+        if args.latency_only:
+            print(json.dumps({"loadavg_end": os.getloadavg()}), flush=True)
+            return
         n = 50_000 if args.quick else 200_000
         runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
         for _ in range(args.repeats):
@@ -382,6 +448,15 @@ if __name__ == "__main__":
     ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     ap.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false")
     ap.add_argument("--no-memory", action="store_true", help="skip the Redis memory run")
+    ap.add_argument("--unix", action="store_true", help="Redis over a Unix socket (not TCP)")
+    ap.add_argument(
+        "--stages",
+        action="store_true",
+        help="break the latency down: gateway queue, write -> consumer read, read -> callback",
+    )
+    ap.add_argument("--consumers", default=None, help="consumer counts, e.g. 1,4 (default: "
+                    "4 with --quick, else 1,4,16)")  # fmt: skip
+    ap.add_argument("--latency-only", action="store_true", help="skip the CPU and memory runs")
     cli = ap.parse_args()
     factory, name = hean_loop.loop_factory(cli.loop == "uvloop")
     with asyncio.Runner(loop_factory=factory) as runner:
