@@ -153,7 +153,7 @@ async def test_tcp_connections_have_nagle_off(redis_url: str) -> None:
 
     conn = await resp.RespConnection.open(RedisTarget.parse(redis_url))
     try:
-        sock = conn._writer.get_extra_info("socket")
+        sock = conn.transport.get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:
         await conn.aclose()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from hean.gateway.redis_target import RedisTarget
@@ -125,10 +125,10 @@ class XRead:
         return self.packed([bulk(k) for k in keys], [bulk(i) for i in ids])
 
 
-def nodelay(writer: asyncio.StreamWriter) -> None:
+def nodelay(transport: asyncio.BaseTransport) -> None:
     """Nagle off on a TCP connection (asyncio and uvloop do so already; made sure of here, as a
     small command written while a reply is unacknowledged would otherwise wait for it)."""
-    sock = writer.get_extra_info("socket")
+    sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -138,6 +138,60 @@ def is_error(reply: Any) -> bool:
     return isinstance(reply, Exception)
 
 
+class _Protocol(asyncio.Protocol):
+    """Feeds what arrives straight into hiredis and wakes the one waiting reader: no
+    ``StreamReader`` buffer to copy through (a reader woken for every message notices)."""
+
+    def __init__(self, parser: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.parser = parser
+        self.gone: asyncio.Future[None] = loop.create_future()
+        """Done once the transport is closed."""
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.drainer: asyncio.Future[None] | None = None
+        self.paused = False
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed(data)
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def eof_received(self) -> bool:
+        self.lost = True  # Redis closed its side: readers and writers stop now
+        self.paused = False
+        for fut in (self.waiter, self.drainer):
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        self.waiter = self.drainer = None
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if not self.gone.done():
+            self.gone.set_result(None)
+        self.paused = False
+        for fut in (self.waiter, self.drainer):
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        self.waiter = self.drainer = None
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        drainer, self.drainer = self.drainer, None
+        if drainer is not None and not drainer.done():
+            drainer.set_result(None)
+
+
 class RespConnection:
     """One connection to Redis speaking RESP2 (see the module docstring).
 
@@ -145,14 +199,11 @@ class RespConnection:
         timeout: seconds to wait for replies before the connection counts as lost.
     """
 
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, timeout: float = 5.0
-    ) -> None:
-        import hiredis
-
-        self._reader = reader
-        self._writer = writer
-        self._parser = hiredis.Reader(replyError=RespError)
+    def __init__(self, protocol: _Protocol, *, timeout: float = 5.0) -> None:
+        assert protocol.transport is not None
+        self._protocol = protocol
+        self.transport: asyncio.Transport = protocol.transport
+        self._parser = protocol.parser
         self.timeout = timeout
         self.closed = False
         self.waiting_since: float | None = None
@@ -169,22 +220,26 @@ class RespConnection:
         name: str | None = None,
     ) -> RespConnection:
         """Connect (TLS verified for ``rediss://``), authenticate, select the database."""
+        import hiredis
+
         ctx: ssl.SSLContext | None = None
         if target.tls:
             ctx = ssl.create_default_context(cafile=target.ca_file)
+        loop = asyncio.get_running_loop()
+        protocol = _Protocol(hiredis.Reader(replyError=RespError), loop)
         async with asyncio.timeout(connect_timeout):
             if target.path is not None:
-                reader, writer = await asyncio.open_unix_connection(target.path, limit=1 << 20)
+                transport, _ = await loop.create_unix_connection(lambda: protocol, target.path)
             else:
-                reader, writer = await asyncio.open_connection(
+                transport, _ = await loop.create_connection(
+                    lambda: protocol,
                     target.host,
                     target.port,
                     ssl=ctx,
                     server_hostname=target.host if ctx is not None else None,
-                    limit=1 << 20,
                 )
-                nodelay(writer)
-            conn = cls(reader, writer, timeout=timeout)
+                nodelay(transport)
+            conn = cls(protocol, timeout=timeout)
             try:
                 if target.password is not None:
                     user = [target.username] if target.username else []
@@ -200,9 +255,9 @@ class RespConnection:
 
     def send(self, data: bytes) -> None:
         """Queue ``data`` (one or many packed commands) for writing."""
-        if self.closed:
+        if self.closed or self._protocol.lost:
             raise ConnectionError("the Redis connection is closed")
-        self._writer.write(data)
+        self.transport.write(data)
 
     async def read(self, n: int, *, timer: bool = True) -> list[Any]:
         """The next ``n`` replies (error replies as exception values, not raised).
@@ -218,7 +273,7 @@ class RespConnection:
         """
         out: list[Any] = []
         gets = self._parser.gets
-        reader = self._reader
+        protocol = self._protocol
         while True:
             while len(out) < n:
                 r = gets()
@@ -229,22 +284,33 @@ class RespConnection:
                 return out
             if self.closed:
                 raise ConnectionError("the Redis connection is closed")
+            if protocol.lost:
+                self.closed = True
+                raise ConnectionError("Redis closed the connection")
+            loop = asyncio.get_running_loop()
+            waiter = protocol.waiter = loop.create_future()
             if not timer:
-                self.waiting_since = asyncio.get_running_loop().time()
+                self.waiting_since = loop.time()
                 try:
-                    data = await reader.read(1 << 18)
+                    await waiter
                 finally:
                     self.waiting_since = None
             else:
                 async with asyncio.timeout(self.timeout):
-                    data = await reader.read(1 << 18)
-            if not data:
-                self.closed = True
-                raise ConnectionError("Redis closed the connection")
-            self._parser.feed(data)
+                    await waiter
 
     async def drain(self) -> None:
-        await self._writer.drain()
+        """Until the transport's write buffer is below its high-water mark."""
+        protocol = self._protocol
+        if protocol.lost:
+            raise ConnectionError("Redis closed the connection")
+        if protocol.paused:
+            drainer = protocol.drainer
+            if drainer is None:
+                drainer = protocol.drainer = asyncio.get_running_loop().create_future()
+            await asyncio.shield(drainer)
+            if protocol.lost:
+                raise ConnectionError("Redis closed the connection")
 
     async def call(self, *args: bytes | str | int) -> Any:
         """Send one command and return its reply; an error reply raises :class:`RespError`."""
@@ -261,13 +327,17 @@ class RespConnection:
         return await self.read(len(commands))
 
     def close(self) -> None:
+        """Close now; a :meth:`read` waiting ends with ``ConnectionError``."""
         self.closed = True
-        self._writer.close()
+        self.transport.close()
+        waiter, self._protocol.waiter = self._protocol.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def aclose(self) -> None:
         self.close()
         try:
             async with asyncio.timeout(1.0):
-                await self._writer.wait_closed()
+                await asyncio.shield(self._protocol.gone)
         except (OSError, TimeoutError, ssl.SSLError):
             pass
