@@ -128,6 +128,21 @@ loop.run(main(), prefer_uvloop=sys.argv[5] == "uvloop")
 """
 
 
+PACER = r"""
+import os, sys, time
+fd, rate, seconds = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+sys.stdin.readline()
+t0, n, total = time.monotonic(), 0, int(rate * seconds)
+while n < total:
+    wait = t0 + n / rate - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
+    os.write(fd, b"x")
+    n += 1
+os.close(fd)
+"""
+
+
 def ticker_fields(symbol: str, rng: random.Random) -> dict[str, Any]:
     return {
         "symbol": symbol, "lastPrice": f"{rng.uniform(1, 1e5):.2f}",
@@ -242,17 +257,52 @@ async def latency_run(
     await asyncio.sleep(0.05)
     local.clear()
     load0 = os.getloadavg()[0]
-    per_ms = rate / 1000.0
-    start = mono()
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(url)
+    redis0 = await r.info("cpu")
+    # The messages arrive as a hub connection's would: the gateway's loop wakes on a file
+    # descriptor (a pipe from a pacing process, one byte per message, evenly spaced). A timer
+    # loop here would spin: uvloop's timers have 1 ms resolution, so asyncio.sleep(0.0005)
+    # returns at once and the feeding loop spun on a whole core of the two, as it did in the
+    # figures measured before this pacer (docs/benchmarks.md).
+    rfd, wfd = os.pipe()
+    pacer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PACER, str(wfd), str(rate), str(seconds),
+        pass_fds=(wfd,), stdin=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    os.close(wfd)
+    os.set_blocking(rfd, False)
+    loop = asyncio.get_running_loop()
+    fed: asyncio.Future[None] = loop.create_future()
     sent = 0
-    while mono() - start < seconds:
-        due = int((mono() - start) * 1000 * per_ms)
-        while sent < due:
+
+    def on_frames() -> None:
+        nonlocal sent
+        data = os.read(rfd, 4096)
+        if not data:
+            loop.remove_reader(rfd)
+            fed.set_result(None)
+            return
+        for _ in range(len(data)):
             s = symbols[sent % len(symbols)]
             cache.apply(Frame(topic=f"tickers.{s}", type="delta", ts=sent, data=delta(s, rng)),
                         mono())  # fmt: skip
             sent += 1
-        await asyncio.sleep(0.0005)
+
+    loop.add_reader(rfd, on_frames)
+    cpu0 = time.process_time()
+    assert pacer.stdin is not None
+    pacer.stdin.write(b"go\n")
+    await pacer.stdin.drain()
+    pacer.stdin.close()
+    await fed
+    os.close(rfd)
+    await pacer.wait()
+    gw_cpu = time.process_time() - cpu0
+    redis1 = await r.info("cpu")
+    await r.aclose()
+    redis_cpu = sum(redis1[k] - redis0[k] for k in ("used_cpu_user", "used_cpu_sys"))
     lat: list[float] = []
     cpu: list[float] = []
     rows: list[list[float]] = []
@@ -274,6 +324,8 @@ async def latency_run(
         "inproc_p50_ms": pct(local, 0.5) * 1e3, "inproc_p99_ms": pct(local, 0.99) * 1e3,
         "inproc_p999_ms": pct(local, 0.999) * 1e3,
         "consumer_cpu_us_per_entry": sorted(cpu)[len(cpu) // 2] if cpu else float("nan"),
+        "redis_cpu_us_per_msg": redis_cpu / max(1, sent) * 1e6,
+        "gateway_process_cpu_us_per_msg": gw_cpu / max(1, sent) * 1e6,
         "loadavg_1m": load0, "redis": "unix" if url.startswith("unix:") else "tcp",
         **stage_breakdown(sent_at, rows),
         **({"write_rtt_p99_ms": pct(write_rtt, 0.99) * 1e3} if write_rtt else {}),
