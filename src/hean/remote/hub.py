@@ -694,11 +694,12 @@ class RemoteHub:
                         await self._recheck(s)
                 if s.cursor is None or s.status != CONFIRMED:
                     self._unjoined = True
-        for key, reason in list(self._resync.items()):
-            rs = self._streams.get(key)
-            del self._resync[key]
-            if rs is not None:
-                await self._rebuild(rs, reason)
+        if self._resync:
+            for key, reason in list(self._resync.items()):
+                rs = self._streams.get(key)
+                del self._resync[key]
+                if rs is not None:
+                    await self._rebuild(rs, reason)
         if not self._ctl_packed:
             self._ctl_packed = resp.bulk(self._ctl_cursor)
         ids = self._read_ids
