@@ -180,7 +180,9 @@ class Timing:
                 stable_after=d.stable_after / k,
             ),
             repair_interval=1.0 / k, repair_timeout=5.0 / k, repair_max=30.0 / k,
-            hold=30.0 / k, stuck_bound=50.0 / k + slack, slack=slack,
+            # a repair series of up to 10 timeouts, on a link kept while it lags (a slow drip
+            # its heartbeat allows), and a few event-loop stalls of the machine
+            hold=30.0 / k, stuck_bound=(50.0 + 20.0 + 2 * 10.0) / k + 4 * slack, slack=slack,
             settle=max(10.0, 300.0 / k), subscribe_timeout=10.0 / k, retry_first=0.5 / k,
             retry_max=30.0 / k, recheck_delay=2.0 / k, order_every=60.0 / k,
             request_every=10.0 / k, limiter_rate=5.0 * k, limiter_burst=10,
@@ -837,9 +839,11 @@ class _TradeStorm(_Storm):
         try:
             bids, _ = self.emu.book_truth("linear", "BTCUSDT", 1)
             price = Decimal(bids[0][0]) - 100
+            # below the best bid and immediate-or-cancel: answered, never resting, so the
+            # venue's open orders (and the account's) do not pile up when a cancel is lost
             ack = await self.trade.create_order(
                 category="linear", symbol="BTCUSDT", side="Buy", order_type="Limit",
-                qty="0.001", price=str(price),
+                qty="0.001", price=str(price), time_in_force="IOC",
             )  # fmt: skip
             self.outcomes["answered"] += 1
             with contextlib.suppress(TradeRequestError):
