@@ -121,6 +121,9 @@ class Timing:
     connect_timeout: float
     ack_timeout: float
     auth_timeout: float
+    auth_retry_interval: float
+    """Wait before retrying an auth the venue rejected as retryable (expired, too many
+    sessions ...)."""
     request_timeout: float
     backoff: BackoffPolicy
     repair_interval: float
@@ -157,7 +160,8 @@ class Timing:
         s = scale
         return cls(
             ping_interval=0.1 * s, pong_timeout=0.15 * s, connect_timeout=0.5 * s,
-            ack_timeout=0.5 * s, auth_timeout=0.5 * s, request_timeout=1.0 * s,
+            ack_timeout=0.5 * s, auth_timeout=0.5 * s, auth_retry_interval=3.0 * s,
+            request_timeout=1.0 * s,
             backoff=backoff(s), repair_interval=0.05 * s, repair_timeout=0.4 * s,
             repair_max=1.0 * s, hold=s, stuck_bound=4.0 * s, slack=0.25 * s, settle=15.0 * s,
             subscribe_timeout=3.0 * s, retry_first=0.05 * s, retry_max=0.2 * s,
@@ -172,7 +176,8 @@ class Timing:
         d = BackoffPolicy()
         return cls(
             ping_interval=20.0 / k, pong_timeout=10.0 / k, connect_timeout=10.0 / k,
-            ack_timeout=10.0 / k, auth_timeout=10.0 / k, request_timeout=10.0 / k,
+            ack_timeout=10.0 / k, auth_timeout=10.0 / k, auth_retry_interval=60.0 / k,
+            request_timeout=10.0 / k,
             backoff=BackoffPolicy(
                 first=d.first / k, cap=d.cap / k, slow_floor=d.slow_floor / k,
                 try_again_floor=d.try_again_floor / k, failure_threshold=d.failure_threshold,
@@ -403,6 +408,14 @@ class _Storm:
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
+
+    def count_link(self, stats: Any) -> None:
+        """Why the link went down, and how the venue judged its auth requests."""
+        for reason, n in stats.disconnect_reasons.items():
+            self.counts[f"reason:{reason}"] = n
+        for record in self.emu.auth_log:
+            if record.kind == self.category:
+                self.counts[f"auth:{record.result}"] += 1
 
 
 # -- public: tickers, books, trades through the hub --------------------------------------------
@@ -664,6 +677,7 @@ class _PrivateStorm(_Storm):
                 "connect_timeout": t.connect_timeout,
                 "ack_timeout": t.ack_timeout,
                 "auth_timeout": t.auth_timeout,
+                "auth_retry_interval": t.auth_retry_interval,
                 "backoff": t.backoff,
                 "rng": random.Random(self.config.seed),
             },
@@ -776,6 +790,8 @@ class _PrivateStorm(_Storm):
         st = self.account.state.stats
         self.counts["reconcile_runs"] = st.runs
         self.counts["reconcile_runs_failed"] = st.runs_failed
+        self.counts["stale_executions"] = st.stale_executions
+        self.count_link(self.account.private.stats)
         self.checker.check_executions(truth, self.now())
         self.check_attempts("/v5/private", self.RATE, self.BURST)
 
@@ -814,6 +830,7 @@ class _TradeStorm(_Storm):
             pong_timeout=self.pong_timeout,
             connect_timeout=t.connect_timeout,
             auth_timeout=t.auth_timeout,
+            auth_retry_interval=t.auth_retry_interval,
             request_timeout=t.request_timeout,
             backoff=t.backoff,
             rng=random.Random(self.config.seed),
@@ -884,6 +901,7 @@ class _TradeStorm(_Storm):
             self.counts[f"outcome:{k}"] = n
         self.check_attempts("/v5/trade", self.RATE, self.BURST)
         self.counts["reconnects"] = self.trade.session.stats.reconnects
+        self.count_link(self.trade.stats)
 
     async def stop(self) -> None:
         for task in list(getattr(self, "_requests", ())):
