@@ -18,6 +18,8 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from hean.cli.argtypes import non_negative_float, positive_float
+
 __all__ = [
     "add_chaos_parser",
     "add_soak_arguments",
@@ -26,22 +28,6 @@ __all__ = [
     "soak_main",
     "storm_main",
 ]
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    if text.strip() in ("0", "0.0"):
-        return 0.0
-    return _positive(text)
 
 
 def _spacing(text: str) -> tuple[float, float]:
@@ -70,9 +56,9 @@ def add_storm_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", choices=(*KINDS, "all"), default="all")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
-        "--duration", type=_positive, default=600.0, help="seconds per stream kind (600)"
+        "--duration", type=positive_float, default=600.0, help="seconds per stream kind (600)"
     )
-    p.add_argument("--scale", type=_positive, default=1.0, help="multiply client intervals")
+    p.add_argument("--scale", type=positive_float, default=1.0, help="multiply client intervals")
     p.add_argument(
         "--every", type=_spacing, default=(1.0, 3.0), metavar="MIN,MAX",
         help="fault spacing in seconds (1,3)",
@@ -86,9 +72,9 @@ def add_soak_arguments(p: argparse.ArgumentParser) -> None:
     from hean.chaos.soak import SoakConfig
 
     d = SoakConfig()
-    p.add_argument("--hours", type=_positive, default=d.hours, help="simulated hours (24)")
+    p.add_argument("--hours", type=positive_float, default=d.hours, help="simulated hours (24)")
     p.add_argument(
-        "--scale", type=_positive, default=d.scale,
+        "--scale", type=positive_float, default=d.scale,
         help="simulated seconds per wall second (48: a day in 30 min)",
     )  # fmt: skip
     p.add_argument("--symbols", type=int, default=d.symbols, help="linear symbols (30, max 50)")
@@ -99,17 +85,17 @@ def add_soak_arguments(p: argparse.ArgumentParser) -> None:
         help="simulated seconds between faults of one stream kind (120,360)",
     )  # fmt: skip
     p.add_argument(
-        "--warmup", type=_non_negative, default=d.warmup, help="wall seconds of warm-up (60)"
+        "--warmup", type=non_negative_float, default=d.warmup, help="wall seconds of warm-up (60)"
     )
     p.add_argument("--samples", type=int, default=d.samples)
     p.add_argument("--kinds", type=_kinds, default=KINDS, help=f"({','.join(KINDS)})")
     p.add_argument(
-        "--activity", type=_positive, default=d.activity,
+        "--activity", type=positive_float, default=d.activity,
         help="the simulated market's event rate (0.25)",
     )  # fmt: skip
     p.add_argument("--no-trace", action="store_true", help="no tracemalloc (no heap by file)")
     p.add_argument(
-        "--max-growth", type=_positive, default=d.max_growth / 1024, metavar="KIB",
+        "--max-growth", type=positive_float, default=d.max_growth / 1024, metavar="KIB",
         help="heap HEAN may grow by, baseline to end (1024 KiB)",
     )  # fmt: skip
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")

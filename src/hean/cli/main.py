@@ -11,13 +11,14 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import math
 import re
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any, NoReturn
 
+from hean.cli.argtypes import non_negative_float as _non_negative_float
+from hean.cli.argtypes import positive_float as _positive_float
 from hean.core.loop import loop_name
 from hean.core.loop import run as run_on_fastest_loop
 from hean.exchange.bybit.endpoints import CATEGORIES
@@ -27,26 +28,6 @@ __all__ = ["build_parser", "main"]
 log = logging.getLogger("hean.cli")
 
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9\-_]{1,40}$")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    return value
 
 
 def _symbols(text: str) -> list[str]:

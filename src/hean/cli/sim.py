@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
 import os
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
+from hean.cli.argtypes import positive_float
 from hean.emulator import Emulator, EmulatorConfig
 from hean.emulator.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET, AccountConfig
 from hean.emulator.config import DEFAULT_SYMBOLS, PUBLIC_CATEGORIES
@@ -66,22 +66,12 @@ def add_account_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--activity",
-        type=_positive_rate,
+        type=positive_float,
         default=None,
         metavar="PER_SECOND",
         help="simulated activity on the account, steps per second: orders placed, filled, "
         "partly filled and cancelled, pushed on its private streams (default: none)",
     )
-
-
-def _positive_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
 
 
 def _credentials(opts: SimOptions) -> tuple[str, str] | None:
