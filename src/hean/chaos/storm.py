@@ -170,7 +170,7 @@ class Timing:
         )  # fmt: skip
 
     @classmethod
-    def compressed(cls, k: float, slack: float = 0.25) -> Timing:
+    def compressed(cls, k: float, slack: float = 0.5) -> Timing:
         """HEAN's default settings with time running ``k`` times faster (``slack`` and the
         calm phase's floor stay in wall seconds: they are about the machine)."""
         d = BackoffPolicy()
