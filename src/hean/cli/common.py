@@ -7,6 +7,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -14,21 +15,23 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 
 from hean.core.clock import Clock
+from hean.core.secrets import Secret
 from hean.core.waits import wait_set
 
 if TYPE_CHECKING:
-    from hean.core.secrets import Secret
     from hean.emulator import Emulator
 
 T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_SYMBOLS",
+    "PrivateEndpoints",
     "UsageError",
     "category_from_url",
     "follow",
     "logs_above_live",
     "private_credentials",
+    "private_endpoints",
     "resolve_market",
     "sibling_url",
     "start_sim",
@@ -131,6 +134,53 @@ def sibling_url(url: str, kind: str) -> str:
     """The ``private`` or ``trade`` endpoint on the host of a public endpoint ``url``
     (``ws://h:1/v5/public/linear`` -> ``ws://h:1/v5/trade``)."""
     return url.split("/v5/", 1)[0] + f"/v5/{kind}"
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateEndpoints:
+    """Where ``--private`` connects and with which keys (monitor and serve alike)."""
+
+    api_key: Secret
+    api_secret: Secret
+    private: str
+    trade: str
+    rest: str | None
+    """The REST base URL for the account view (``None``: no account view)."""
+
+
+def private_endpoints(
+    *,
+    emulator: Emulator | None,
+    public_url: str | None,
+    credentials: tuple[Secret, Secret] | None,
+    testnet: bool,
+    rest_url: str | None,
+    custom_url: bool,
+) -> PrivateEndpoints:
+    """The emulator's account and endpoints with ``--sim``; else the keys given, the private
+    and trade endpoints beside the public ``public_url`` (or the venue's for ``testnet``) and
+    REST at ``rest_url``, or at the venue's own when no custom ``--url`` was given."""
+    from hean.exchange.bybit.endpoints import private_url, trade_url
+    from hean.exchange.bybit.rest import rest_url as venue_rest_url
+
+    if emulator is not None:
+        from hean.emulator.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
+
+        return PrivateEndpoints(
+            Secret.api_key(DEFAULT_API_KEY),
+            Secret.of(DEFAULT_API_SECRET),
+            emulator.url("private"),
+            emulator.url("trade"),
+            emulator.rest_url(),
+        )
+    assert credentials is not None
+    if public_url is not None:
+        private, trade = sibling_url(public_url, "private"), sibling_url(public_url, "trade")
+    else:
+        private, trade = private_url(testnet=testnet), trade_url(testnet=testnet)
+    if rest_url is None and not custom_url:
+        rest_url = venue_rest_url(testnet=testnet)
+    return PrivateEndpoints(credentials[0], credentials[1], private, trade, rest_url)
 
 
 async def start_sim(category: str, rate: float, *, seed: int = 1) -> tuple[Emulator, str]:

@@ -27,7 +27,7 @@ from hean.cli.common import (
     UsageError,
     follow,
     private_credentials,
-    sibling_url,
+    private_endpoints,
     start_sim,
     until_stopped,
 )
@@ -435,26 +435,20 @@ async def _start_private(
     """Connect and subscribe the private stream and, with a REST URL, start the account view
     on it (one private connection for both), then the order-entry connection; failures are
     reported, not raised."""
-    rest_url: str | None
-    if emulator is not None:
-        from hean.emulator.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
-
-        url: str | None = emulator.url("private")
-        trade_url: str | None = emulator.url("trade")
-        key, secret = Secret.api_key(DEFAULT_API_KEY), Secret.of(DEFAULT_API_SECRET)
-        rest_url = emulator.rest_url()
-    else:
-        assert credentials is not None
-        key, secret = credentials
-        url = sibling_url(public_url, "private") if public_url else None
-        trade_url = sibling_url(public_url, "trade") if public_url else None
-        rest_url = opts.rest_url
+    ends = private_endpoints(
+        emulator=emulator,
+        public_url=public_url,
+        credentials=credentials,
+        testnet=opts.testnet,
+        rest_url=opts.rest_url,
+        custom_url=opts.url is not None,
+    )
+    key, secret = ends.api_key, ends.api_secret
     private = BybitPrivateWebSocket(
         private_bus,
         api_key=key,
         api_secret=secret,
-        testnet=opts.testnet,
-        url=url,
+        url=ends.private,
         clock=clock,
         ping_interval=opts.ping_interval,
         pong_timeout=opts.pong_timeout,
@@ -472,12 +466,11 @@ async def _start_private(
     private_bus.subscribe(EventType.GAP, functools.partial(_count, stats, "gap"), name="monitor")
     account: Account | None = None
     rest: BybitRestClient | None = None
-    if rest_url is not None or (emulator is None and opts.url is None):
+    if ends.rest is not None:
         rest = BybitRestClient(
             api_key=key,
             api_secret=secret,
-            testnet=opts.testnet,
-            url=rest_url,
+            url=ends.rest,
             timeout=opts.connect_timeout,
         )
         account = Account(bus, rest, private, clock=clock, subscribe_timeout=opts.connect_timeout)
@@ -510,8 +503,7 @@ async def _start_private(
             bus,
             api_key=key,
             api_secret=secret,
-            testnet=opts.testnet,
-            url=trade_url,
+            url=ends.trade,
             clock=clock,
             ping_interval=opts.ping_interval,
             pong_timeout=opts.pong_timeout,

@@ -29,12 +29,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from hean.cli.common import UsageError, private_credentials, sibling_url, start_sim
+from hean.cli.common import UsageError, private_credentials, private_endpoints, start_sim
 from hean.core.bus import EventBus
 from hean.core.clock import Clock, SystemClock
 from hean.core.loop import loop_name
 from hean.core.secrets import Secret
-from hean.exchange.bybit.endpoints import private_url, trade_url
 from hean.exchange.bybit.protocol.backoff import BackoffPolicy
 from hean.exchange.bybit.ws_private import BybitPrivateWebSocket
 from hean.exchange.bybit.ws_public import BybitPublicWebSocket
@@ -403,22 +402,15 @@ class _PrivateSide:
 
         self.opts = opts
         self.emulator = emulator
-        rest_url: str | None
-        if emulator is not None:
-            from hean.emulator.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
-
-            key, secret = Secret.api_key(DEFAULT_API_KEY), Secret.of(DEFAULT_API_SECRET)
-            private: str = emulator.url("private")
-            trade: str = emulator.url("trade")
-            rest_url = emulator.rest_url()
-        else:
-            assert credentials is not None
-            key, secret = credentials
-            if public is not None:
-                private, trade = sibling_url(public, "private"), sibling_url(public, "trade")
-            else:
-                private, trade = private_url(testnet=opts.testnet), trade_url(testnet=opts.testnet)
-            rest_url = opts.rest_url
+        ends = private_endpoints(
+            emulator=emulator,
+            public_url=public,
+            credentials=credentials,
+            testnet=opts.testnet,
+            rest_url=opts.rest_url,
+            custom_url=opts.url is not None,
+        )
+        key, secret = ends.api_key, ends.api_secret
         timing: dict[str, Any] = dict(
             clock=clock,
             ping_interval=opts.ping_interval,
@@ -427,16 +419,15 @@ class _PrivateSide:
         )
         self.private_bus = EventBus()  # an account republishes its stream de-duplicated
         self.private = BybitPrivateWebSocket(
-            self.private_bus, api_key=key, api_secret=secret, url=private, **timing
+            self.private_bus, api_key=key, api_secret=secret, url=ends.private, **timing
         )
         self.rest: BybitRestClient | None = None
         self.account: Account | None = None
-        if rest_url is not None or (emulator is None and opts.url is None):
+        if ends.rest is not None:
             self.rest = BybitRestClient(
                 api_key=key,
                 api_secret=secret,
-                testnet=opts.testnet,
-                url=rest_url,
+                url=ends.rest,
                 timeout=opts.connect_timeout,
             )
             self.account = Account(
@@ -448,7 +439,7 @@ class _PrivateSide:
         self.trade: BybitTradeWebSocket | None = None
         if opts.trade:
             self.trade = BybitTradeWebSocket(
-                bus, api_key=key, api_secret=secret, url=trade, **timing
+                bus, api_key=key, api_secret=secret, url=ends.trade, **timing
             )
             health.add(self.trade)
         self.activity: Any = None
