@@ -410,8 +410,10 @@ async def test_hean_serve_private_shows_private_and_trade_auth_on_the_dashboard(
         emulator.set_faults(auth_reject="bad_key")
         [conn] = [c for c in emulator.live_connections() if c.path.startswith("/v5/trade")]
         emulator.drop_connections(conn.conn_id)
+        # the connection rows and the ws_ok reasons refresh apart: wait for both
         page = await wait_for(
-            lambda p: p["conns"]["trade"]["auth"] == "failed",
+            lambda p: p["conns"]["trade"]["auth"] == "failed"
+            and "connection trade: authentication failed (bad_key)" in p["reasons"],
             "the trade connection's failed auth never shown",
         )
         await browser.screenshot(ARTIFACTS / "dashboard-trade-auth-failed.png")
@@ -421,7 +423,8 @@ async def test_hean_serve_private_shows_private_and_trade_auth_on_the_dashboard(
         assert trade["drops"] == "1 / 1", trade  # one link lost; the refused reconnect is not
         assert private["state"] == "live" and private["auth"] == "ok"  # only order entry
         assert page["status"] != "SAFE TO TRADE"
-        assert "connection trade: authentication failed (bad_key)" in page["reasons"], page
+        trade_reasons = [r for r in page["reasons"] if "trade" in r]
+        assert trade_reasons == ["connection trade: authentication failed (bad_key)"], page
         assert browser.console_errors() == []
     finally:
         await browser.stop()
